@@ -6,8 +6,8 @@ package errpage
 
 import (
 	"bytes"
+	"encoding/json"
 	"html/template"
-	"strconv"
 
 	"github.com/valyala/fasthttp"
 )
@@ -77,13 +77,12 @@ func Write(ctx *fasthttp.RequestCtx, status int, code, message string) {
 		return
 	}
 	ctx.SetContentType("application/json")
-	b := make([]byte, 0, 128)
-	b = append(b, `{"error":`...)
-	b = strconv.AppendQuote(b, code)
-	b = append(b, `,"message":`...)
-	b = strconv.AppendQuote(b, message)
-	b = append(b, `,"request_id":`...)
-	b = strconv.AppendQuote(b, reqID)
-	b = append(b, "}\n"...)
-	ctx.SetBody(b)
+	// encoding/json, not hand-built quoting: messages may carry any text and
+	// the body must stay valid JSON for API clients.
+	b, _ := json.Marshal(struct {
+		Error     string `json:"error"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	}{code, message, reqID})
+	ctx.SetBody(append(b, '\n'))
 }
