@@ -46,7 +46,11 @@ func TestWriteJSONCarriesRequestIDAndEscapes(t *testing.T) {
 	if ctx.Response.StatusCode() != 502 {
 		t.Fatalf("status %d", ctx.Response.StatusCode())
 	}
-	var body struct{ Error, Message, RequestID string `json:"request_id"` }
+	var body struct {
+		Error     string `json:"error"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	}
 	if err := json.Unmarshal(ctx.Response.Body(), &body); err != nil {
 		t.Fatalf("body is not JSON: %v: %q", err, ctx.Response.Body())
 	}
