@@ -1,0 +1,143 @@
+package token
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func randomKid(t testing.TB) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return b64s(b)
+}
+
+// TestUnknownKidFloodIsRateLimited: a flood of random kids (an attacker
+// trying to turn us into a DoS amplifier against the provider) triggers at
+// most one JWKS refetch per RefetchInterval.
+func TestUnknownKidFloodIsRateLimited(t *testing.T) {
+	t.Parallel()
+	jwks := newJWKSServer(t, defaultJWKS(t))
+	v := newTestVerifier(t, jwks, nil)
+	start := jwks.fetches.Load()
+	k := testKeySet(t)
+	toks := make([][]byte, 200)
+	for i := range toks {
+		toks[i] = []byte(mkJWT(t, map[string]any{"alg": "RS256", "kid": randomKid(t)}, validClaims(), k.rsa))
+	}
+	done := make(chan error, len(toks))
+	for _, tok := range toks {
+		go func() {
+			_, err := v.Verify(t.Context(), tok, t0)
+			done <- err
+		}()
+	}
+	for range toks {
+		if err := <-done; ReasonOf(err) != ReasonUnknownKey {
+			t.Fatalf("err = %v, want unknown_key", err)
+		}
+	}
+	if got := jwks.fetches.Load() - start; got > 1 {
+		t.Errorf("JWKS fetched %d times for a kid flood within one interval, want <= 1", got)
+	}
+	// Still inside the interval: no more fetches.
+	_, _ = v.Verify(t.Context(), toks[0], t0.Add(29*time.Second))
+	if got := jwks.fetches.Load() - start; got > 1 {
+		t.Errorf("JWKS fetched %d times before the interval passed", got)
+	}
+	// After the interval one more refetch is allowed.
+	_, _ = v.Verify(t.Context(), toks[1], t0.Add(31*time.Second))
+	if got := jwks.fetches.Load() - start; got != 2 {
+		t.Errorf("JWKS fetches after interval = %d, want 2", got)
+	}
+}
+
+// TestJWKSRotationProviderDownAndBrokenResponses walks a key set through
+// its life: a new key is picked up by the kid-triggered refetch, the old
+// key stops working once it is removed, a provider outage keeps the last
+// good set serving, and a broken or empty JWKS never replaces it.
+func TestJWKSRotationProviderDownAndBrokenResponses(t *testing.T) {
+	t.Parallel()
+	k := testKeySet(t)
+	jwks := newJWKSServer(t, defaultJWKS(t))
+	v := newTestVerifier(t, jwks, nil)
+	step := 0
+	now := func() time.Time { step++; return t0.Add(time.Duration(step) * 31 * time.Second) }
+	tokFor := func(kid string, key any, sub string) []byte {
+		return []byte(mkJWT(t, map[string]any{"alg": "RS256", "kid": kid}, with(validClaims(), "sub", sub, "exp", t0.Add(time.Hour).Unix()), key))
+	}
+
+	// Rotation: rsa2 published next to rsa1.
+	jwks.set(jwksJSON(t, jwkEntry{"rsa1", "RS256", &k.rsa.PublicKey}, jwkEntry{"rsa2", "RS256", &k.rsa2.PublicKey}))
+	if _, err := v.Verify(t.Context(), tokFor("rsa2", k.rsa2, "a"), now()); err != nil {
+		t.Fatalf("new key after rotation: %v", err)
+	}
+	// rsa1 removed; the next unknown kid refreshes and rsa1 is gone.
+	jwks.set(jwksJSON(t, jwkEntry{"rsa2", "RS256", &k.rsa2.PublicKey}))
+	_, _ = v.Verify(t.Context(), tokFor(randomKid(t), k.rsa, "b"), now())
+	if _, err := v.Verify(t.Context(), tokFor("rsa1", k.rsa, "c"), now()); ReasonOf(err) != ReasonUnknownKey {
+		t.Fatalf("removed key: err = %v, want unknown_key", err)
+	}
+
+	bad := []struct {
+		name  string
+		apply func()
+	}{
+		{"provider down (500)", func() { jwks.status.Store(http.StatusInternalServerError) }},
+		{"empty key set", func() { jwks.status.Store(http.StatusOK); jwks.set([]byte(`{"keys":[]}`)) }},
+		{"not JSON", func() { jwks.set([]byte(`{"keys":[`)) }},
+		{"only symmetric key", func() { jwks.set([]byte(`{"keys":[{"kty":"oct","kid":"rsa2","k":"c2VjcmV0"}]}`)) }},
+		{"only a weak RSA key", func() { jwks.set([]byte(`{"keys":[{"kty":"RSA","kid":"rsa2","n":"AQAB","e":"AQAB"}]}`)) }},
+	}
+	for i, b := range bad {
+		b.apply()
+		before := jwks.fetches.Load()
+		_, _ = v.Verify(t.Context(), tokFor(randomKid(t), k.rsa2, fmt.Sprint("x", i)), now())
+		if jwks.fetches.Load() == before {
+			t.Fatalf("%s: no refetch happened, test proves nothing", b.name)
+		}
+		if _, err := v.Verify(t.Context(), tokFor("rsa2", k.rsa2, fmt.Sprint("y", i)), now()); err != nil {
+			t.Errorf("%s: last good key set not serving: %v", b.name, err)
+		}
+	}
+
+	// Provider gone entirely (connection refused).
+	jwks.Close()
+	_, _ = v.Verify(t.Context(), tokFor(randomKid(t), k.rsa2, "z1"), now())
+	if _, err := v.Verify(t.Context(), tokFor("rsa2", k.rsa2, "z2"), now()); err != nil {
+		t.Errorf("provider down: cached keys must still verify: %v", err)
+	}
+}
+
+// TestDiscovery finds jwks_uri via the issuer's OpenID configuration and
+// refuses a document that names another issuer.
+func TestDiscovery(t *testing.T) {
+	t.Parallel()
+	jwks := newJWKSServer(t, defaultJWKS(t))
+	var issuerURL string
+	mux := http.NewServeMux()
+	srv := newHTTPServer(t, mux)
+	issuerURL = srv.URL
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuerURL, jwks.URL+"/jwks.json")
+	})
+	v, err := NewVerifier(t.Context(), Options{Issuers: []IssuerOptions{{Issuer: issuerURL, Audiences: []string{testAudience}}}, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok := mkJWT(t, map[string]any{"alg": "ES256", "kid": "ec1"}, with(validClaims(), "iss", issuerURL), testKeySet(t).ec)
+	if _, err := v.Verify(t.Context(), []byte(tok), t0); err != nil {
+		t.Fatal(err)
+	}
+	// Mix-up: the document claims a different issuer.
+	_, err = NewVerifier(t.Context(), Options{Issuers: []IssuerOptions{{Issuer: issuerURL + "/other", Audiences: []string{testAudience}}}})
+	if err == nil {
+		t.Error("discovery with mismatched issuer accepted")
+	}
+}
