@@ -60,12 +60,29 @@ type Session struct {
 	Version uint64
 }
 
+// TouchInterval is how often a store records activity of a session for the
+// idle timeout. Writing LastSeen on every request would turn every read into
+// a write (and, for Redis, a round trip); once a minute keeps the idle
+// timeout exact to within a minute at a negligible cost.
+const TouchInterval = time.Minute
+
 // Store keeps sessions. Every implementation runs the conformance suite in
 // storetest. Get returns ErrNotFound for unknown, expired and revoked ids.
 // Returned *Session values are shared and must not be modified; use Clone.
+// Stores take their clock as an injected Now func() time.Time and use it for
+// every expiry decision.
 type Store interface {
+	// Get returns the live session. A successful Get is activity for the
+	// idle timeout: when LastSeen is TouchInterval or more in the past the
+	// store advances it to now (without rewriting the record where it can).
+	// A session whose subject was revoked (DeleteSubject) at or after its
+	// CreatedAt is not live, even if it was Put again afterwards: that
+	// closes the race where an in-flight refresh writes back a session an
+	// administrator just revoked.
 	Get(ctx context.Context, id string) (*Session, error)
-	// Put inserts or replaces a record. The store expires it at
+	// Put inserts or replaces a record; a following Get sees it (stores with
+	// asynchronous caches wait for the write). The store keeps its own copy:
+	// the caller may modify s afterwards. The store expires the record at
 	// min(ExpiresAt, LastSeen+idle timeout).
 	Put(ctx context.Context, s *Session) error
 	// Delete revokes one session. Deleting an unknown id is not an error.
