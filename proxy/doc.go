@@ -1,0 +1,15 @@
+// Package proxy is edgeauth's front end: the listener (HTTP or HTTPS with
+// reloading certificates), the route table, the reserved /.edgeauth/ mux,
+// upstream forwarding with header hygiene, and the admin listener.
+//
+// Contract: everything that arrives from a client is untrusted. The proxy
+// rejects ambiguous framing (RFC 9112 §6.3) before any handler runs, picks the
+// route from the request's authority (see Server for the one rule), strips
+// hop-by-hop headers (RFC 9110 §7.6.1) and replaces X-Forwarded-*/Forwarded
+// unless the TCP peer is a configured trusted proxy, in which case it appends.
+// It never imports middleware/* or config: callers hand it a handler per
+// route (RoutesConfig.Wrap) and fill Options from their own config types.
+//
+// Layers: table.go and framing.go are a pure core without fasthttp; the rest
+// adapts them to fasthttp.
+package proxy

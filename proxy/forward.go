@@ -1,0 +1,520 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeauth/edgeauth/proxy/errpage"
+	"github.com/valyala/fasthttp"
+)
+
+// upstream is one address of a route with its own keep-alive pool.
+type upstream struct {
+	addr      string
+	hc        *fasthttp.HostClient
+	downUntil atomic.Int64 // unix nanos; passive health
+	conns     atomic.Uint64
+}
+
+type forwarder struct {
+	opts        RouteOptions
+	ups         []*upstream
+	rr          atomic.Uint32
+	hostMode    int
+	hostLiteral []byte
+	isTLS       bool
+	routes      *Routes // for the trusted-proxy list
+	metrics     *routeMetrics
+	log         *slog.Logger
+}
+
+const (
+	hostModePreserve = iota
+	hostModeUpstream
+	hostModeLiteral
+)
+
+// dialError marks failures to connect, the only failures after which a
+// request can safely go to another address: nothing was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "proxy: connect upstream: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func newForwarder(ro RouteOptions, rt *Routes, rm *routeMetrics, log *slog.Logger) (*forwarder, error) {
+	if len(ro.Upstreams) == 0 {
+		return nil, fmt.Errorf("%w: no upstreams", ErrBadRoute)
+	}
+	setDefault(&ro.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&ro.ReadTimeout, DefaultUpstreamRead)
+	setDefault(&ro.WriteTimeout, DefaultUpstreamWrite)
+	setDefault(&ro.IdleTimeout, DefaultUpstreamIdle)
+	setDefault(&ro.FailTimeout, DefaultFailTimeout)
+	if ro.MaxConns <= 0 {
+		ro.MaxConns = DefaultMaxConns
+	}
+	if ro.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("%w: negative max body bytes", ErrBadRoute)
+	}
+	f := &forwarder{opts: ro, routes: rt, metrics: rm, log: log}
+	switch ro.HostHeader {
+	case "", HostPreserve:
+		f.hostMode = hostModePreserve
+	case HostUpstream:
+		f.hostMode = hostModeUpstream
+	default:
+		if err := checkHostName(stripPort(ro.HostHeader)); err != nil {
+			return nil, fmt.Errorf("%w: host_header %q: %w", ErrBadRoute, ro.HostHeader, err)
+		}
+		f.hostMode = hostModeLiteral
+		f.hostLiteral = []byte(ro.HostHeader)
+	}
+	for i, raw := range ro.Upstreams {
+		addr, isTLS, err := parseUpstream(raw)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && isTLS != f.isTLS {
+			return nil, fmt.Errorf("%w: upstreams mix http and https", ErrBadRoute)
+		}
+		f.isTLS = isTLS
+		u := &upstream{addr: addr}
+		connectTimeout := ro.ConnectTimeout
+		u.hc = &fasthttp.HostClient{
+			Addr:  addr,
+			IsTLS: isTLS,
+			Dial: func(a string) (net.Conn, error) {
+				c, err := fasthttp.DialTimeout(a, connectTimeout)
+				if err != nil {
+					return nil, &dialError{err: err}
+				}
+				u.conns.Add(1)
+				if rm != nil {
+					rm.upstreamConns.Inc()
+				}
+				return c, nil
+			},
+			MaxConns:            ro.MaxConns,
+			MaxIdleConnDuration: ro.IdleTimeout,
+			ReadTimeout:         ro.ReadTimeout,
+			WriteTimeout:        ro.WriteTimeout,
+			// Stream responses: a 1 GiB download must not be buffered.
+			StreamResponseBody: true,
+			// The upstream must see the normalised path routing used, or
+			// "/public/../admin" would be matched as /admin and served as
+			// whatever the upstream makes of the raw form.
+			DisableHeaderNamesNormalizing: false,
+			DisablePathNormalizing:        false,
+			NoDefaultUserAgentHeader:      true,
+			// One retry covers a pooled keep-alive connection the upstream
+			// closed while idle; only for requests without a streamed body.
+			MaxIdemponentCallAttempts: 2,
+			RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
+				return false, !req.IsBodyStream() && isIdempotent(req) && !isTimeout(err)
+			},
+		}
+		if isTLS {
+			u.hc.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		f.ups = append(f.ups, u)
+	}
+	return f, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+func stripPort(h string) string {
+	if i := indexByte([]byte(h), ':'); i >= 0 && (len(h) == 0 || h[0] != '[') {
+		return h[:i]
+	}
+	return h
+}
+
+func isIdempotent(req *fasthttp.Request) bool {
+	return req.Header.IsGet() || req.Header.IsHead() || req.Header.IsOptions() || req.Header.IsPut() || req.Header.IsDelete()
+}
+
+// pick returns the next address round robin, skipping addresses that failed
+// recently. If all did, it tries one anyway: better a 502 after a real
+// attempt than refusing to probe a recovered upstream.
+func (f *forwarder) pick(now int64) *upstream {
+	n := int(f.rr.Add(1))
+	for i := range f.ups {
+		u := f.ups[(n+i)%len(f.ups)]
+		if u.downUntil.Load() <= now {
+			return u
+		}
+	}
+	return f.ups[n%len(f.ups)]
+}
+
+var (
+	hdrXForwardedFor   = []byte("X-Forwarded-For")
+	hdrXForwardedProto = []byte("X-Forwarded-Proto")
+	hdrXForwardedHost  = []byte("X-Forwarded-Host")
+	hdrForwarded       = []byte("Forwarded")
+	hdrUpgrade         = []byte("Upgrade")
+	hdrConnection      = []byte("Connection")
+	valUpgrade         = []byte("Upgrade")
+	valHTTP            = []byte("http")
+	valHTTPS           = []byte("https")
+
+	// RFC 9110 §7.6.1 hop-by-hop fields plus the legacy ones intermediaries
+	// still see. Transfer-Encoding is left to fasthttp, which re-frames the
+	// body itself for the next hop.
+	hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Proxy-Authorization", "Proxy-Authenticate", "Upgrade"}
+	// Client-IP claims nobody but our own forwarding headers may carry
+	// upstream (STANDARDS §1.14); always dropped.
+	spoofableHeaders = []string{"X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Forwarded-Port", "X-Forwarded-Uri", "X-Client-Ip"}
+)
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// exchange carries per-request facts from the forwarder back to the server's
+// access log and metrics without per-request allocation.
+type exchange struct {
+	upstream time.Duration
+	addr     string
+}
+
+type exchangeKey struct{}
+
+func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
+	req := &ctx.Request
+	upgrade := isUpgrade(&req.Header)
+	sp := scratchPool.Get().(*[]byte)
+	*sp = f.prepare(ctx, upgrade, (*sp)[:0])
+	scratchPool.Put(sp)
+
+	start := time.Now()
+	u := f.pick(start.UnixNano())
+	f.setHost(req, u)
+	if upgrade {
+		f.upgrade(ctx, u, start)
+		return
+	}
+	err := u.hc.Do(req, &ctx.Response)
+	var de *dialError
+	if errors.As(err, &de) {
+		u.downUntil.Store(time.Now().Add(f.opts.FailTimeout).UnixNano())
+		if alt := f.pick(time.Now().UnixNano()); alt != u {
+			f.metrics.upstreamError(errKindConnect)
+			u = alt
+			f.setHost(req, u)
+			err = u.hc.Do(req, &ctx.Response)
+		}
+	}
+	if ex, ok := ctx.UserValue(exchangeKey{}).(*exchange); ok {
+		ex.upstream = time.Since(start)
+		ex.addr = u.addr
+	}
+	if err != nil {
+		f.fail(ctx, u, err)
+		return
+	}
+	cleanResponse(&ctx.Response.Header)
+}
+
+func (f *forwarder) fail(ctx *fasthttp.RequestCtx, u *upstream, err error) {
+	kind, status, code, msg := errKindOther, fasthttp.StatusBadGateway, "upstream_error", "The application behind this address failed to answer."
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		u.downUntil.Store(time.Now().Add(f.opts.FailTimeout).UnixNano())
+		kind, code, msg = errKindConnect, "upstream_unavailable", "The application behind this address is not reachable."
+	case isTimeout(err):
+		kind, status, code, msg = errKindTimeout, fasthttp.StatusGatewayTimeout, "upstream_timeout", "The application behind this address took too long to answer."
+	}
+	f.metrics.upstreamError(kind)
+	f.log.LogAttrs(ctx, slog.LevelWarn, "upstream error",
+		slog.String("route", f.opts.Name), slog.String("upstream", u.addr),
+		slog.String("kind", errKinds[kind]), slog.String("request_id", errpage.RequestID(ctx)),
+		slog.String("error", err.Error()))
+	errpage.Write(ctx, status, code, msg)
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isUpgrade(h *fasthttp.RequestHeader) bool {
+	return len(h.PeekBytes(hdrUpgrade)) > 0 && h.ConnectionUpgrade()
+}
+
+func (f *forwarder) setHost(req *fasthttp.Request, u *upstream) {
+	// Request.Write would otherwise replace Host with the URI's host.
+	req.UseHostHeader = true
+	switch f.hostMode {
+	case hostModeUpstream:
+		req.Header.SetHost(u.addr)
+	case hostModeLiteral:
+		req.Header.SetHostBytes(f.hostLiteral)
+	}
+}
+
+// prepare applies header hygiene to the outbound request in place and
+// returns scratch for reuse.
+func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []byte) []byte {
+	h := &ctx.Request.Header
+	// RFC 9110 §7.6.1: remove the fields Connection nominates. Copy the
+	// tokens first: PeekAll's slices alias storage that Del rewrites.
+	for _, v := range h.PeekAll(fasthttp.HeaderConnection) {
+		scratch = append(scratch, v...)
+		scratch = append(scratch, ',')
+	}
+	for tok := range tokens(scratch) {
+		if asciiEqualFold(tok, "upgrade") || asciiEqualFold(tok, "close") || asciiEqualFold(tok, "keep-alive") {
+			continue
+		}
+		if isProtected(tok) {
+			// "Connection: Host" or "Connection: X-Forwarded-For" must not
+			// let a client strip what we set below (a known cache/ACL
+			// bypass); those are replaced anyway.
+			continue
+		}
+		h.DelBytes(tok)
+	}
+	var upg []byte
+	if upgrade {
+		// Keep the protocol name across the Del below.
+		start := len(scratch)
+		scratch = append(scratch, h.PeekBytes(hdrUpgrade)...)
+		upg = scratch[start:]
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	for _, k := range spoofableHeaders {
+		h.Del(k)
+	}
+	if upgrade {
+		h.SetBytesKV(hdrUpgrade, upg)
+		h.SetBytesKV(hdrConnection, valUpgrade)
+	}
+	// The server keeps its own copy of the client's Connection: close; the
+	// upstream connection stays in the keep-alive pool regardless.
+	h.ResetConnectionClose()
+
+	peer := remoteAddr(ctx)
+	trusted := f.routes.isTrusted(peer)
+	proto := valHTTP
+	if ctx.IsTLS() {
+		proto = valHTTPS
+	}
+	host := h.Host()
+
+	// X-Forwarded-For: append when a trusted proxy sent it, else replace.
+	// All field lines count (PeekAll), RFC 9110 §5.3.
+	start := len(scratch)
+	if trusted {
+		for _, v := range h.PeekAll(string(hdrXForwardedFor)) {
+			scratch = append(scratch, v...)
+			scratch = append(scratch, ", "...)
+		}
+	}
+	scratch = appendNode(scratch, peer, false)
+	// Set replaces only the first line; a second spoofed line would survive.
+	h.DelBytes(hdrXForwardedFor)
+	h.SetBytesKV(hdrXForwardedFor, scratch[start:])
+
+	// Forwarded (RFC 7239): same rule.
+	start = len(scratch)
+	if trusted {
+		for _, v := range h.PeekAll(string(hdrForwarded)) {
+			scratch = append(scratch, v...)
+			scratch = append(scratch, ", "...)
+		}
+	}
+	scratch = append(scratch, "for="...)
+	scratch = appendNode(scratch, peer, true)
+	if len(host) > 0 && isTokenOrQuotable(host) {
+		scratch = append(scratch, `;host="`...)
+		scratch = append(scratch, host...)
+		scratch = append(scratch, '"')
+	}
+	scratch = append(scratch, ";proto="...)
+	scratch = append(scratch, proto...)
+	h.DelBytes(hdrForwarded)
+	h.SetBytesKV(hdrForwarded, scratch[start:])
+
+	if !trusted || len(h.PeekBytes(hdrXForwardedProto)) == 0 {
+		h.DelBytes(hdrXForwardedProto)
+		h.SetBytesKV(hdrXForwardedProto, proto)
+	}
+	if !trusted || len(h.PeekBytes(hdrXForwardedHost)) == 0 {
+		if len(host) > 0 {
+			start = len(scratch)
+			scratch = append(scratch, host...) // host aliases header storage
+			h.DelBytes(hdrXForwardedHost)
+			h.SetBytesKV(hdrXForwardedHost, scratch[start:])
+		} else {
+			h.DelBytes(hdrXForwardedHost)
+		}
+	}
+	return scratch
+}
+
+func isProtected(tok []byte) bool {
+	return asciiEqualFold(tok, "host") || asciiEqualFold(tok, "x-forwarded-for") || asciiEqualFold(tok, "forwarded") ||
+		asciiEqualFold(tok, "x-forwarded-proto") || asciiEqualFold(tok, "x-forwarded-host") || asciiEqualFold(tok, "x-request-id") ||
+		asciiEqualFold(tok, "content-length") || asciiEqualFold(tok, "transfer-encoding")
+}
+
+// isTokenOrQuotable reports whether host can go into a quoted-string
+// without escaping; anything odd is left out rather than escaped.
+func isTokenOrQuotable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// tokens yields the comma-separated, trimmed, non-empty items of b.
+func tokens(b []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			i := indexByte(b, ',')
+			var t []byte
+			if i < 0 {
+				t, b = b, nil
+			} else {
+				t, b = b[:i], b[i+1:]
+			}
+			for len(t) > 0 && (t[0] == ' ' || t[0] == '\t') {
+				t = t[1:]
+			}
+			for len(t) > 0 && (t[len(t)-1] == ' ' || t[len(t)-1] == '\t') {
+				t = t[:len(t)-1]
+			}
+			if len(t) > 0 && !yield(t) {
+				return
+			}
+		}
+	}
+}
+
+// cleanResponse removes hop-by-hop fields from the upstream's response.
+func cleanResponse(h *fasthttp.ResponseHeader) {
+	var buf [256]byte
+	scratch := buf[:0]
+	for _, v := range h.PeekAll(fasthttp.HeaderConnection) {
+		if len(scratch)+len(v)+1 > cap(scratch) {
+			break
+		}
+		scratch = append(scratch, v...)
+		scratch = append(scratch, ',')
+	}
+	for tok := range tokens(scratch) {
+		if !asciiEqualFold(tok, "close") && !asciiEqualFold(tok, "keep-alive") && !asciiEqualFold(tok, "content-length") && !asciiEqualFold(tok, "transfer-encoding") {
+			h.DelBytes(tok)
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	// The upstream closing its connection says nothing about ours.
+	h.ResetConnectionClose()
+}
+
+func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// upgrade passes an Upgrade request (WebSocket and friends) through: dial
+// the upstream, send the request head, then hijack the client connection
+// and copy bytes both ways until either side closes.
+func (f *forwarder) upgrade(ctx *fasthttp.RequestCtx, u *upstream, start time.Time) {
+	var d net.Dialer
+	d.Timeout = f.opts.ConnectTimeout
+	var up net.Conn
+	up, err := d.Dial("tcp", u.addr)
+	if err != nil {
+		f.fail(ctx, u, &dialError{err: err})
+		return
+	}
+	u.conns.Add(1)
+	if f.metrics != nil {
+		f.metrics.upstreamConns.Inc()
+	}
+	if f.isTLS {
+		tc := tls.Client(up, &tls.Config{ServerName: stripPort(u.addr), MinVersion: tls.VersionTLS12})
+		up = tc
+	}
+	req := &ctx.Request
+	req.Header.SetRequestURIBytes(req.URI().RequestURI())
+	req.Header.SetProtocol("HTTP/1.1")
+	_ = up.SetWriteDeadline(time.Now().Add(f.opts.WriteTimeout))
+	if _, err := up.Write(req.Header.Header()); err != nil {
+		up.Close()
+		f.fail(ctx, u, err)
+		return
+	}
+	_ = up.SetWriteDeadline(time.Time{})
+	if ex, ok := ctx.UserValue(exchangeKey{}).(*exchange); ok {
+		ex.upstream = time.Since(start)
+		ex.addr = u.addr
+	}
+	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols) // for the access log; no response is written
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		_ = c.SetDeadline(time.Time{})
+		pipe(c, up)
+	})
+}
+
+// pipe copies both ways; when one direction ends both connections close,
+// which ends the other copy too (no goroutine outlives the pair).
+func pipe(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	a.Close()
+	b.Close()
+	<-done
+}
+
+// appendNode writes the peer address; RFC 7239 §6 wants IPv6 quoted and
+// bracketed, and "unknown" when there is no IP (e.g. a Unix socket).
+func appendNode(b []byte, ip netip.Addr, forwarded bool) []byte {
+	switch {
+	case !ip.IsValid():
+		return append(b, "unknown"...)
+	case forwarded && ip.Is6():
+		b = append(b, `"[`...)
+		b = ip.AppendTo(b)
+		return append(b, `]"`...)
+	default:
+		return ip.AppendTo(b)
+	}
+}

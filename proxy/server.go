@@ -1,0 +1,417 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeauth/edgeauth/proxy/errpage"
+	"github.com/valyala/fasthttp"
+)
+
+// Server defaults, applied where an Options field is zero.
+const (
+	DefaultListen         = "127.0.0.1:8080"
+	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultReadTimeout    = 60 * time.Second
+	DefaultWriteTimeout   = 60 * time.Second
+	DefaultIdleTimeout    = 90 * time.Second
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultMaxBodyBytes   = 10 << 20
+	DefaultConcurrency    = 256 * 1024
+)
+
+// ReservedPrefix is the proxy's own path space; it is never forwarded.
+const ReservedPrefix = "/.edgeauth/"
+
+// Options configures the listener. cmd/ fills it from the YAML config.
+type Options struct {
+	// Listen address (zero: 127.0.0.1:8080), used by ListenAndServe.
+	Listen string
+	// TLS enables HTTPS with reloading certificate files (nil: plain HTTP).
+	TLS *TLSOptions
+	// HeaderTimeout bounds the time from a request's first byte to the end
+	// of its head: the slowloris bound (zero: 10s).
+	HeaderTimeout time.Duration
+	// ReadTimeout bounds reading the request body, from the end of the head
+	// (zero: 60s). A streamed upload must finish within it.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response (zero: 60s). A streamed
+	// download must finish within it.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long (zero: 90s).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps the request head; larger gets 431 (zero: 16 KiB).
+	MaxHeaderBytes int
+	// MaxBodyBytes is the body cap for routes that set none; larger gets 413
+	// (zero: 10 MiB).
+	MaxBodyBytes int
+	// Concurrency caps concurrent connections (zero: 262144).
+	Concurrency int
+	// Logger receives errors and, unless DisableAccessLog, one access line
+	// per request (nil: discard).
+	Logger *slog.Logger
+	// DisableAccessLog turns access lines off.
+	DisableAccessLog bool
+	// Metrics may be nil.
+	Metrics *Metrics
+	// OnClientHello observes every TLS ClientHello (e.g. for JA4); it runs
+	// on the handshake path and must be fast. Nil: none.
+	OnClientHello func(*tls.ClientHelloInfo)
+}
+
+// Server is the main listener. Build with NewServer; serve with Serve or
+// ListenAndServe; replace the configuration with Swap; stop with Shutdown.
+//
+// Authority rule (STANDARDS §1.15): the route, the Host header seen by the
+// pipeline and the Host sent upstream all come from TargetHost — the
+// absolute-form target's authority when there is one (RFC 9112 §3.2.2),
+// else the Host header. The server rewrites the Host header to match before
+// any handler runs, so ctx.Host() and Header.Host() cannot disagree.
+type Server struct {
+	opts   Options
+	fs     *fasthttp.Server
+	routes atomic.Pointer[Routes]
+	log    *slog.Logger
+
+	draining atomic.Bool
+	idPrefix [8]byte
+	idKey    uint64
+	idCount  atomic.Uint64
+
+	certs  *certReloader
+	hellos sync.Map // raw net.Conn → *tls.ClientHelloInfo
+	exPool sync.Pool
+}
+
+// NewServer validates opts and returns a server serving routes.
+func NewServer(opts Options, routes *Routes) (*Server, error) {
+	if routes == nil {
+		return nil, errors.New("proxy: routes are required")
+	}
+	if opts.Listen == "" {
+		opts.Listen = DefaultListen
+	}
+	setDefault(&opts.HeaderTimeout, DefaultHeaderTimeout)
+	setDefault(&opts.ReadTimeout, DefaultReadTimeout)
+	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.exPool.New = func() any { return new(exchange) }
+	// Request ids: a random per-process prefix plus a keyed bijective mix of
+	// a counter — unique within the process, unguessable enough for a
+	// correlation id, and no crypto/rand per request.
+	var seed [16]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("proxy: seed request ids: %w", err)
+	}
+	copy(s.idPrefix[:], seed[:8])
+	s.idKey = binary.LittleEndian.Uint64(seed[8:])
+	if opts.TLS != nil {
+		c, err := newCertReloader(*opts.TLS, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.certs = c
+	}
+	s.routes.Store(routes)
+	s.fs = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.handleError,
+		HeaderReceived:        s.headerReceived,
+		ConnState:             s.connState,
+		Name:                  "edgeauth",
+		NoDefaultServerHeader: true,
+		Concurrency:           opts.Concurrency,
+		ReadBufferSize:        opts.MaxHeaderBytes,
+		ReadTimeout:           opts.HeaderTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		IdleTimeout:           opts.IdleTimeout,
+		MaxRequestBodySize:    opts.MaxBodyBytes,
+		StreamRequestBody:     true,
+		CloseOnShutdown:       true,
+		SecureErrorLogMessage: true,
+		NoDefaultContentType:  true,
+		Logger:                fasthttpLogger{s.log},
+	}
+	return s, nil
+}
+
+// Swap installs a new configuration without dropping connections. Requests
+// already running finish on the old one, whose upstream pools are closed
+// when the last of them is done.
+func (s *Server) Swap(routes *Routes) {
+	if routes == nil {
+		return
+	}
+	old := s.routes.Swap(routes)
+	s.opts.Metrics.ObserveReload(true)
+	if old != nil && old != routes {
+		old.retire()
+	}
+}
+
+// Routes returns the configuration now serving.
+func (s *Server) Routes() *Routes { return s.routes.Load() }
+
+// Ready reports whether the server has a configuration and is not draining.
+func (s *Server) Ready() bool { return s.routes.Load() != nil && !s.draining.Load() }
+
+// ListenAndServe listens on Options.Listen and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy: listen: %w", err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve serves ln (plain TCP; TLS is added here when Options.TLS is set)
+// until Shutdown. It returns nil after a graceful shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.certs != nil {
+		s.certs.start()
+		ln = tls.NewListener(ln, s.tlsConfig())
+	}
+	if err := s.fs.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("proxy: serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then closes upstream pools. /readyz reports not ready from the start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.fs.ShutdownWithContext(ctx)
+	if s.certs != nil {
+		s.certs.stop()
+	}
+	if rt := s.routes.Load(); rt != nil {
+		rt.retire()
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: shutdown: %w", err)
+	}
+	return nil
+}
+
+var hdrRequestID = []byte(errpage.RequestIDHeader)
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	m := s.opts.Metrics
+	if m != nil {
+		m.inFlight.Inc()
+		defer m.inFlight.Dec()
+	}
+	rt := s.routes.Load()
+	rt.acquire()
+	defer rt.release()
+
+	h := &ctx.Request.Header
+	// Request smuggling (RFC 9112 §6.3): fasthttp lets Transfer-Encoding win
+	// over Content-Length and unfolds obs-fold; either may be read
+	// differently by the upstream, so neither is ever forwarded.
+	if err := CheckFraming(h.RawHeaders()); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "rejected ambiguous request framing",
+			slog.String("error", err.Error()), slog.String("peer", remoteAddr(ctx).String()))
+		errpage.Write(ctx, fasthttp.StatusBadRequest, "bad_request", "The request was malformed.")
+		ctx.SetConnectionClose()
+		return
+	}
+	s.setRequestID(ctx, rt.isTrusted(remoteAddr(ctx)))
+
+	host := TargetHost(h.RequestURI(), h.Host())
+	if string(host) != string(h.Host()) {
+		h.SetHostBytes(host)
+		host = h.Host()
+	}
+	path := ctx.Path() // normalised: "..", "//" and %-escapes resolved
+	var r *route
+	switch {
+	case len(path) >= len(ReservedPrefix)-1 && string(path[:len(ReservedPrefix)-1]) == ReservedPrefix[:len(ReservedPrefix)-1] &&
+		(len(path) == len(ReservedPrefix)-1 || path[len(ReservedPrefix)-1] == '/'):
+		if rt.reserved != nil {
+			rt.reserved(ctx)
+		} else {
+			errpage.Write(ctx, fasthttp.StatusNotFound, "not_found", "There is nothing at this address.")
+		}
+	default:
+		idx := rt.table.Match(host, path)
+		if idx < 0 {
+			errpage.Write(ctx, fasthttp.StatusNotFound, "not_found", "There is nothing at this address.")
+			break
+		}
+		r = rt.routes[idx]
+		limit := r.opts.MaxBodyBytes
+		if limit <= 0 {
+			limit = s.opts.MaxBodyBytes
+		}
+		// The head hook guessed the route from the raw path; re-check on the
+		// normalised one so "/small/../big" cannot borrow a larger limit.
+		if h.ContentLength() > limit {
+			errpage.Write(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
+			ctx.SetConnectionClose()
+			break
+		}
+		ex := s.exPool.Get().(*exchange)
+		*ex = exchange{}
+		ctx.SetUserValue(exchangeKey{}, ex)
+		r.handler(ctx)
+		ctx.RemoveUserValue(exchangeKey{})
+		if !ctx.Hijacked() {
+			ctx.Response.Header.SetBytesKV(hdrRequestID, h.PeekBytes(hdrRequestID))
+		}
+		s.finish(ctx, r, start, ex)
+		s.exPool.Put(ex)
+		return
+	}
+	ctx.Response.Header.SetBytesKV(hdrRequestID, h.PeekBytes(hdrRequestID))
+	s.finish(ctx, nil, start, nil)
+}
+
+func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, start time.Time, ex *exchange) {
+	d := time.Since(start)
+	status := ctx.Response.StatusCode()
+	name := "-"
+	if r != nil {
+		name = r.opts.Name
+		r.metrics.observe(status, d.Seconds())
+	}
+	if s.opts.DisableAccessLog || !s.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	var up time.Duration
+	if ex != nil {
+		up = ex.upstream
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "access",
+		slog.String("request_id", string(ctx.Request.Header.PeekBytes(hdrRequestID))),
+		slog.String("route", name),
+		slog.String("method", string(ctx.Method())),
+		slog.String("path", string(ctx.Path())),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.Duration("upstream_latency", up),
+		slog.Int("bytes_in", ctx.Request.Header.ContentLength()),
+		slog.Int("bytes_out", ctx.Response.Header.ContentLength()),
+	)
+}
+
+// setRequestID keeps a well-formed id from a trusted proxy, else makes one.
+func (s *Server) setRequestID(ctx *fasthttp.RequestCtx, trusted bool) {
+	h := &ctx.Request.Header
+	if trusted && validRequestID(h.PeekBytes(hdrRequestID)) {
+		return
+	}
+	var b [32]byte
+	s.appendRequestID(b[:0])
+	h.DelBytes(hdrRequestID)
+	h.SetBytesKV(hdrRequestID, b[:])
+}
+
+const hexDigits = "0123456789abcdef"
+
+func (s *Server) appendRequestID(dst []byte) []byte {
+	x := mix64(s.idCount.Add(1) ^ s.idKey)
+	for _, c := range s.idPrefix {
+		dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, hexDigits[(x>>uint(i))&0xf])
+	}
+	return dst
+}
+
+// mix64 is the splitmix64 finaliser: a bijection, so distinct counters give
+// distinct ids.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// validRequestID accepts 1–128 bytes of [A-Za-z0-9._:-]: enough for every
+// common id format, nothing that could inject into logs or headers.
+func validRequestID(b []byte) bool {
+	if len(b) == 0 || len(b) > 128 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// headerReceived picks the body limit and timeouts before the body is read.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	cfg := fasthttp.RequestConfig{ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, MaxRequestBodySize: s.opts.MaxBodyBytes}
+	if rt := s.routes.Load(); rt != nil {
+		uri := h.RequestURI()
+		if idx := rt.table.Match(TargetHost(uri, h.Host()), RawPath(uri)); idx >= 0 {
+			if n := rt.routes[idx].opts.MaxBodyBytes; n > 0 {
+				cfg.MaxRequestBodySize = n
+			}
+		}
+	}
+	return cfg
+}
+
+// handleError answers requests fasthttp could not parse; they never reach
+// a route.
+func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	status, code, msg := fasthttp.StatusBadRequest, "bad_request", "The request was malformed."
+	switch {
+	case errors.As(err, &small):
+		status, code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "The request headers are too large."
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, code, msg = fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large."
+	case isTimeout(err):
+		status, code, msg = fasthttp.StatusRequestTimeout, "request_timeout", "The request took too long to arrive."
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelDebug, "rejected request",
+		slog.Int("status", status), slog.String("error", err.Error()))
+	errpage.Write(ctx, status, code, msg)
+}
+
+func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
+	if st == fasthttp.StateClosed || st == fasthttp.StateHijacked {
+		if tc, ok := c.(*tls.Conn); ok {
+			s.hellos.Delete(tc.NetConn())
+		}
+	}
+}
+
+// fasthttpLogger routes fasthttp's own messages into slog at debug level.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.LogAttrs(context.Background(), slog.LevelDebug, "fasthttp", slog.String("msg", fmt.Sprintf(format, args...)))
+}
