@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// writeSecrets creates the files the example config names through
+// ${EDGEAUTH_SECRETS_DIR} and returns the directory.
+func writeSecrets(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"admin.token":    "admin-token-0123456789abcdef\n",
+		"client.secret":  "client-secret-value\r\n",
+		"session.keys":   "# newest first\n" + "k1-0123456789abcdef0123456789abcdef\n\n" + "k0-0123456789abcdef0123456789abcdef\n",
+		"redis.password": "redis-password\n",
+		"alerts.secret":  "alerts-0123456789abcdef0123456789abcdef",
+	}
+	for name, v := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+const examplePath = "../deploy/edgeauth.example.yaml"
+
+// The example in deploy/ is documentation that must keep working: it has to
+// load and validate with its secrets provided.
+func TestExampleConfigLoads(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := writeSecrets(t)
+	cfg, err := Parse(data, "edgeauth.example.yaml", envMap(map[string]string{"EDGEAUTH_SECRETS_DIR": dir}))
+	if err != nil {
+		t.Fatalf("example config does not validate:\n%v", err)
+	}
+	type summary struct {
+		Listen, AdminToken, ClientSecret, RedisPassword, AlertSecret string
+		SessionKeys                                                  []string
+		RouteNames                                                   []string
+		BodyLimits                                                   []int64
+		WikiAdminAuthAge                                             time.Duration
+		Store                                                        SessionStore
+		Scopes                                                       []string
+		Algorithms                                                   []string
+		MemoryBudget                                                 int64
+		Claims                                                       map[string][]string
+		StatusAuth                                                   AuthMode
+		APIBearer                                                    bool
+	}
+	got := summary{
+		Listen:           cfg.Listen,
+		AdminToken:       cfg.Admin.Token.Reveal(),
+		ClientSecret:     cfg.OIDC.ClientSecret.Reveal(),
+		RedisPassword:    cfg.Redis.Password.Reveal(),
+		AlertSecret:      cfg.Audit.Alerts.Secret.Reveal(),
+		WikiAdminAuthAge: cfg.Routes[1].MaxAuthAge.D(),
+		Store:            cfg.Session.Store,
+		Scopes:           cfg.OIDC.Scopes,
+		Algorithms:       cfg.Tokens.Issuers[0].Algorithms,
+		MemoryBudget:     cfg.Session.MemoryBudget.Int64(),
+		Claims:           cfg.Routes[1].Allow.Claims,
+		StatusAuth:       cfg.Routes[3].Auth,
+		APIBearer:        cfg.Routes[2].Bearer,
+	}
+	for _, s := range cfg.Session.Secrets {
+		got.SessionKeys = append(got.SessionKeys, s.Reveal())
+	}
+	for _, r := range cfg.Routes {
+		got.RouteNames = append(got.RouteNames, r.Name)
+		got.BodyLimits = append(got.BodyLimits, r.MaxBodyBytes.Int64())
+	}
+	want := summary{
+		Listen:           ":8443",
+		AdminToken:       "admin-token-0123456789abcdef",
+		ClientSecret:     "client-secret-value",
+		RedisPassword:    "redis-password",
+		AlertSecret:      "alerts-0123456789abcdef0123456789abcdef",
+		SessionKeys:      []string{"k1-0123456789abcdef0123456789abcdef", "k0-0123456789abcdef0123456789abcdef"},
+		RouteNames:       []string{"wiki", "wiki-admin", "api", "status"},
+		BodyLimits:       []int64{10 << 20, 10 << 20, 50 << 20, 10 << 20},
+		WikiAdminAuthAge: 15 * time.Minute,
+		Store:            StoreRedis,
+		Scopes:           []string{"openid", "email", "profile", "groups"},
+		Algorithms:       []string{"RS256", "ES256", "EdDSA"},
+		MemoryBudget:     512 << 20,
+		Claims:           map[string][]string{"department": {"it"}},
+		StatusAuth:       AuthNone,
+		APIBearer:        true,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("example config (-want +got):\n%s", diff)
+	}
+	// Validate is pure and must agree with Parse on a parsed config.
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate after Parse: %v", err)
+	}
+}
+
+// Without the secrets directory the example must fail on every secret file,
+// each naming its key and line, not on the first only.
+func TestExampleConfigMissingSecrets(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "absent")
+	_, err = Parse(data, "edgeauth.example.yaml", envMap(map[string]string{"EDGEAUTH_SECRETS_DIR": dir}))
+	got := Problems(err)
+	var paths []string
+	for _, p := range got {
+		paths = append(paths, p.Path)
+		if p.Line == 0 {
+			t.Errorf("%s: no line", p.Path)
+		}
+	}
+	want := []string{"admin.token_file", "oidc.client_secret_file", "session.secrets_file", "redis.password_file", "audit.alerts.secret_file"}
+	if diff := cmp.Diff(want, paths); diff != "" {
+		t.Errorf("problems (-want +got):\n%s\nerror: %v", diff, err)
+	}
+}
