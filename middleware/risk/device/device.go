@@ -235,12 +235,15 @@ func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
 func Compute(t Traits) uint64 {
 	u := ParseUserAgent(t.UserAgent)
 	h := hasher(fnvOffset)
-	h.byte(1) // fingerprint format version
+	// Version 2 leaves out the browser's major version and the versioned
+	// Sec-CH-UA brand list: browsers update themselves about monthly, and a
+	// fingerprint that changes with every update would ask every user on a
+	// known device to step up each time. Version consistency is still
+	// checked, by HintsMismatch.
+	h.byte(2) // fingerprint format version
 	h.byte(byte(u.Family))
-	h.uint(u.Major)
 	h.byte(byte(u.OS))
 	h.bytes(trimOWS(t.AcceptLanguage))
-	h.bytes(trimOWS(t.SecCHUA))
 	h.bytes(trimOWS(t.SecCHUAPlatform))
 	h.bytes(trimOWS(t.SecCHUAMobile))
 	h.string(t.JA4)

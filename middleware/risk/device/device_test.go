@@ -58,6 +58,18 @@ func TestComputeStableAndDiscriminating(t *testing.T) {
 	if got := device.Compute(same); got != fp {
 		t.Errorf("minor UA change or whitespace changed the fingerprint")
 	}
+	// A browser that updated itself (new major version in the UA and in
+	// the client hints) is the same device: a fingerprint that changed
+	// with every monthly update would step up every user each month.
+	updated := base
+	updated.UserAgent = []byte(strings.Replace(uaChromeWin, "124.", "125.", 1))
+	updated.SecCHUA = []byte(`"Chromium";v="125", "Google Chrome";v="125", "Not-A.Brand";v="99"`)
+	if string(updated.UserAgent) == uaChromeWin {
+		t.Fatal("test UA does not carry version 124")
+	}
+	if got := device.Compute(updated); got != fp {
+		t.Errorf("browser update changed the fingerprint")
+	}
 	for name, mut := range map[string]func(*device.Traits){
 		"other OS":       func(t *device.Traits) { t.UserAgent = []byte(uaChromeMac) },
 		"other browser":  func(t *device.Traits) { t.UserAgent = []byte(uaFirefox) },
