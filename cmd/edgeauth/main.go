@@ -53,6 +53,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return runCommand(args[1:], stderr)
 	case "validate":
 		return validateCommand(args[1:], stdout, stderr)
+	case "sessions":
+		return sessionsCommand(args[1:], stdout, stderr)
+	case "idp":
+		// Not in the usage text: starts only the development OIDC provider,
+		// so tests can run it as a process of its own.
+		return idpCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "edgeauth", buildVersion())
 		return 0
