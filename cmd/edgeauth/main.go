@@ -53,6 +53,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return runCommand(args[1:], stderr)
 	case "validate":
 		return validateCommand(args[1:], stdout, stderr)
+	case "demo":
+		return demoCommand(args[1:], stdout, stderr)
 	case "sessions":
 		return sessionsCommand(args[1:], stdout, stderr)
 	case "idp":

@@ -125,6 +125,14 @@ type State struct {
 	Principal Principal
 	// SessionID is the raw session id (never log it; use a hash).
 	SessionID string
+	// AcceptedIP is the client IP from which the session last passed a
+	// risk check at login or step-up; the zero value means none did.
+	// Signals that are properties of that address (anonymous network,
+	// hosting) were accepted then and are not asked about again.
+	AcceptedIP netip.Addr
+	// SessionFingerprint is the device fingerprint the session was created
+	// or stepped up with, 0 if unknown.
+	SessionFingerprint uint64
 
 	Location       Location
 	DeviceID       string // from the signed device cookie, "" if none

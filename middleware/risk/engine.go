@@ -191,6 +191,12 @@ type Input struct {
 	// Unavailable says a signal could not be assessed (history store or
 	// GeoIP failed): fail closed to step-up.
 	Unavailable bool
+	// AcceptedNetwork says this request comes from the address the session
+	// passed a login or step-up from. Properties of that address
+	// (anonymous network, hosting, Tor where not denied) were judged then;
+	// raising them again would ask a VPN user to step up on every request.
+	// Hard-deny reasons still apply.
+	AcceptedNetwork bool
 }
 
 // MaxReasons bounds Result.Reasons.
@@ -276,13 +282,17 @@ func (e *Engine) Evaluate(in Input, hist *History, now time.Time, out *Result) {
 	if loc.ASN != 0 && slices.Contains(e.asnDeny, loc.ASN) {
 		e.add(out, ReasonASNDenied)
 	}
+	network := numReasons
 	switch {
 	case loc.TorExit:
-		e.add(out, ReasonTor)
+		network = ReasonTor
 	case loc.Anonymous || loc.AnonymousVPN || loc.PublicProxy:
-		e.add(out, ReasonAnonymousIP)
+		network = ReasonAnonymousIP
 	case loc.Hosting:
-		e.add(out, ReasonHosting)
+		network = ReasonHosting
+	}
+	if network != numReasons && (!in.AcceptedNetwork || e.hard[network]) {
+		e.add(out, network)
 	}
 	if in.Unavailable {
 		e.add(out, ReasonAssessmentUnavailable)

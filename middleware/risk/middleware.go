@@ -23,6 +23,9 @@ type MiddlewareOptions struct {
 	CookieLifetime time.Duration
 	// CookieDomain scopes the cookie. "" means host-only (safest).
 	CookieDomain string
+	// Insecure leaves the Secure attribute off the device cookie, for
+	// plain-HTTP development only. Zero: Secure.
+	Insecure bool
 	// SessionFingerprint returns the fingerprint stored with the current
 	// session (0 if unknown). Nil disables the in-session check.
 	SessionFingerprint func(ctx *fasthttp.RequestCtx, st *reqstate.State) uint64
@@ -85,7 +88,7 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 				// The new id only becomes "known" at the next login or
 				// step-up (BindDevice), never by being presented.
 				if nid, rerr := device.NewID(o.Rand); rerr == nil {
-					setCookie(ctx, name, o.Cookie.Encode(nid), o.CookieDomain, life)
+					setCookie(ctx, name, o.Cookie.Encode(nid), o.CookieDomain, life, !o.Insecure)
 					id = nid
 				} else {
 					log.LogAttrs(ctx, slog.LevelError, "risk: device id", slog.Any("error", rerr))
@@ -110,6 +113,8 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 				},
 				DeviceID: id,
 			}
+			req.SessionFingerprint = st.SessionFingerprint
+			req.AcceptedIP = st.AcceptedIP
 			if o.SessionFingerprint != nil {
 				req.SessionFingerprint = o.SessionFingerprint(ctx, st)
 			}
@@ -132,7 +137,7 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 	}, nil
 }
 
-func setCookie(ctx *fasthttp.RequestCtx, name, value, domain string, life time.Duration) {
+func setCookie(ctx *fasthttp.RequestCtx, name, value, domain string, life time.Duration, secure bool) {
 	c := fasthttp.AcquireCookie()
 	defer fasthttp.ReleaseCookie(c)
 	c.SetKey(name)
@@ -143,7 +148,7 @@ func setCookie(ctx *fasthttp.RequestCtx, name, value, domain string, life time.D
 	}
 	c.SetMaxAge(int(life / time.Second))
 	c.SetHTTPOnly(true)
-	c.SetSecure(true)
+	c.SetSecure(secure)
 	// Lax: the cookie must ride along on the top-level redirect back from
 	// the provider, where the login hook binds it.
 	c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
@@ -171,7 +176,7 @@ func BindDevice(ctx *fasthttp.RequestCtx, o *MiddlewareOptions, iss, sub string)
 		if life <= 0 {
 			life = 365 * 24 * time.Hour
 		}
-		setCookie(ctx, name, o.Cookie.Encode(id), o.CookieDomain, life)
+		setCookie(ctx, name, o.Cookie.Encode(id), o.CookieDomain, life, !o.Insecure)
 	}
 	fp := device.Compute(device.Traits{
 		UserAgent:       h.UserAgent(),

@@ -212,6 +212,10 @@ func (s *Service) cache(k uint64, iss, sub string, h *History) {
 		return
 	}
 	cost := int64(96 + len(iss) + len(sub) + 40*len(h.Devices) + 16*len(h.Countries) + 16*len(h.ASNs))
+	// Delete first: ristretto may drop a Set under contention, and a
+	// dropped Set must leave no stale history behind (a forgotten device
+	// would still count as known).
+	s.l1.Del(k)
 	s.l1.SetWithTTL(k, &l1Entry{iss: iss, sub: sub, h: h}, cost, s.l1TTL)
 }
 
@@ -243,6 +247,9 @@ type Request struct {
 	// SessionFingerprint is the fingerprint stored with the session at
 	// login or step-up (0 if unknown).
 	SessionFingerprint uint64
+	// AcceptedIP is the address the session passed its last login or
+	// step-up risk check from (zero if none): see Input.AcceptedNetwork.
+	AcceptedIP netip.Addr
 }
 
 // Assessment is the outcome of Assess.
@@ -269,6 +276,7 @@ func (s *Service) Assess(ctx context.Context, r *Request, now time.Time, a *Asse
 		SessionFingerprint: r.SessionFingerprint,
 		HintsMismatch:      device.HintsMismatch(r.Traits),
 		Unavailable:        unavailable || !locOK,
+		AcceptedNetwork:    r.AcceptedIP.IsValid() && r.AcceptedIP == r.IP,
 	}, h, now, &a.Result)
 }
 
@@ -306,6 +314,28 @@ func (s *Service) BindDevice(ctx context.Context, iss, sub string, loc reqstate.
 		return fmt.Errorf("risk: bind device: %w", err)
 	}
 	h.RecordSuccess(loc, id, fp, now, s.eng.lim)
+	return s.save(ctx, iss, sub, h)
+}
+
+// ForgetDevices drops every known device of a subject, so the next request
+// from any device counts as a new device (the admin "forget devices" call,
+// e.g. after a laptop was stolen). Countries, networks and the last
+// location are kept: they are not what the operator distrusts.
+func (s *Service) ForgetDevices(ctx context.Context, iss, sub string) error {
+	gctx, cancel := context.WithTimeout(ctx, s.timeout)
+	b, err := s.store.GetBlob(gctx, s.StoreKey(iss, sub))
+	cancel()
+	switch {
+	case s.notFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("risk: forget devices: %w", err)
+	}
+	h := new(History)
+	if err := h.UnmarshalBinary(b); err != nil {
+		h = new(History) // corrupt: nothing worth keeping
+	}
+	h.Devices = nil
 	return s.save(ctx, iss, sub, h)
 }
 

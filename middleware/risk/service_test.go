@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/google/go-cmp/cmp"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -299,5 +300,33 @@ func TestMiddleware(t *testing.T) {
 	}
 	if _, err := Middleware(MiddlewareOptions{}); err == nil {
 		t.Fatal("missing deps accepted")
+	}
+}
+
+// The admin "forget devices" call (a stolen laptop): the next request from
+// the once-known device counts as a new device again, while countries and
+// the last location stay known.
+func TestServiceForgetDevices(t *testing.T) {
+	t.Parallel()
+	st := newMemStore()
+	s := newService(t, st)
+	ctx := context.Background()
+	london := netip.MustParseAddr("81.2.69.142")
+	fp := device.Compute(chromeTraits)
+	loc, _ := s.Locate(london)
+	if err := s.BindDevice(ctx, iss, "sarah", loc, laptop, fp, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgetDevices(ctx, iss, "sarah"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgetDevices(ctx, iss, "nobody"); err != nil {
+		t.Fatalf("unknown subject: %v", err)
+	}
+	s.WaitL1()
+	var a Assessment
+	s.Assess(ctx, &Request{Issuer: iss, Subject: "sarah", IP: london, Traits: chromeTraits, DeviceID: laptop}, t0.Add(time.Minute), &a)
+	if diff := cmp.Diff([]Reason{ReasonNewDevice}, a.Result.List()); diff != "" {
+		t.Fatalf("after forget (-want +got):\n%s", diff)
 	}
 }

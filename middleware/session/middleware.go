@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 
 	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/valyala/fasthttp"
@@ -102,5 +103,8 @@ func (o *MiddlewareOptions) lookup(ctx *fasthttp.RequestCtx) (handled bool) {
 		AuthTime:          s.AuthTime,
 		Claims:            s.Claims,
 	}
+	// An unparsable IP leaves AcceptedIP zero: nothing accepted.
+	st.AcceptedIP, _ = netip.ParseAddr(s.IP)
+	st.SessionFingerprint = s.Fingerprint
 	return false
 }
