@@ -15,7 +15,7 @@ func writeSecrets(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
-		"admin.token":    "admin-token-0123456789abcdef\n",
+		"admin.token":    "admin-token-0123456789abcdef0123456789\n",
 		"client.secret":  "client-secret-value\r\n",
 		"session.keys":   "# newest first\n" + "k1-0123456789abcdef0123456789abcdef\n\n" + "k0-0123456789abcdef0123456789abcdef\n",
 		"redis.password": "redis-password\n",
@@ -89,7 +89,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	want := summary{
 		Listen:           ":8443",
-		AdminToken:       "admin-token-0123456789abcdef",
+		AdminToken:       "admin-token-0123456789abcdef0123456789",
 		ClientSecret:     "client-secret-value",
 		RedisPassword:    "redis-password",
 		AlertSecret:      "alerts-0123456789abcdef0123456789abcdef",

@@ -110,8 +110,8 @@ func (x *v) listeners() {
 	if c.ExternalURL != "" {
 		x.url("external_url", c.ExternalURL, urlRule{anyHTTP: true, noPath: true})
 	}
-	if !c.Admin.Token.IsZero() && c.Admin.Token.Len() < 16 {
-		x.add(secretPath("admin.token", c.Admin.TokenFile), "", "token is %d bytes, must be at least 16", c.Admin.Token.Len())
+	if !c.Admin.Token.IsZero() && c.Admin.Token.Len() < 32 {
+		x.add(secretPath("admin.token", c.Admin.TokenFile), "", "token is %d bytes, must be at least 32 (the admin API refuses shorter ones)", c.Admin.Token.Len())
 	}
 	for i, p := range c.TrustedProxies {
 		x.cidr(fmt.Sprintf("trusted_proxies[%d]", i), p)
