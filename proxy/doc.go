@@ -10,6 +10,15 @@
 // It never imports middleware/* or config: callers hand it a handler per
 // route (RoutesConfig.Wrap) and fill Options from their own config types.
 //
+// Bodies stream both ways. The per-route body limit follows the normalised
+// path for every framing (fasthttp itself does not limit chunked bodies);
+// timeouts bound pauses, not whole transfers (see Options.ReadTimeout).
+// Upgrade requests get a dedicated upstream connection: a 101 turns the
+// client connection into a tunnel with an idle timeout that Shutdown
+// closes; any other answer is relayed as a normal response and the client
+// connection stays HTTP. Access lines carry the body bytes actually passed
+// (0 without a body); a streamed response is logged once it has been sent.
+//
 // Layers: table.go and framing.go are a pure core without fasthttp; the rest
 // adapts them to fasthttp.
 package proxy

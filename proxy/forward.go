@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -88,7 +87,7 @@ func newForwarder(ro RouteOptions, rt *Routes, rm *routeMetrics, log *slog.Logge
 		}
 		f.isTLS = isTLS
 		u := &upstream{addr: addr}
-		connectTimeout := ro.ConnectTimeout
+		connectTimeout, readTimeout, writeTimeout := ro.ConnectTimeout, ro.ReadTimeout, ro.WriteTimeout
 		u.hc = &fasthttp.HostClient{
 			Addr:  addr,
 			IsTLS: isTLS,
@@ -101,12 +100,13 @@ func newForwarder(ro RouteOptions, rt *Routes, rm *routeMetrics, log *slog.Logge
 				if rm != nil {
 					rm.upstreamConns.Inc()
 				}
-				return c, nil
+				return &idleConn{Conn: c, read: readTimeout, write: writeTimeout}, nil
 			},
 			MaxConns:            ro.MaxConns,
 			MaxIdleConnDuration: ro.IdleTimeout,
-			ReadTimeout:         ro.ReadTimeout,
-			WriteTimeout:        ro.WriteTimeout,
+			// ReadTimeout and WriteTimeout are applied per read and per
+			// write by idleConn, not to the whole exchange as HostClient
+			// would: a long transfer is bounded by its pauses, not its size.
 			// Stream responses: a 1 GiB download must not be buffered.
 			StreamResponseBody: true,
 			// The upstream must see the normalised path routing used, or
@@ -183,15 +183,6 @@ var (
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// exchange carries per-request facts from the forwarder back to the server's
-// access log and metrics without per-request allocation.
-type exchange struct {
-	upstream time.Duration
-	addr     string
-}
-
-type exchangeKey struct{}
-
 func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
 	req := &ctx.Request
 	upgrade := isUpgrade(&req.Header)
@@ -199,42 +190,63 @@ func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
 	*sp = f.prepare(ctx, upgrade, (*sp)[:0])
 	scratchPool.Put(sp)
 
+	ex := exchangeOf(ctx)
 	start := time.Now()
 	u := f.pick(start.UnixNano())
 	f.setHost(req, u)
 	if upgrade {
-		f.upgrade(ctx, u, start)
+		f.upgrade(ctx, u, start, ex)
 		return
 	}
-	err := u.hc.Do(req, &ctx.Response)
-	var de *dialError
-	if errors.As(err, &de) {
+	// The upstream's answer lands in the exchange's response, not in
+	// ctx.Response: its body stream must be wrapped (byte count, per-write
+	// deadline), and installing a wrapper on ctx.Response would close it.
+	resp := ex.upResp
+	err := u.hc.Do(req, resp)
+	if isDialError(err) {
 		u.downUntil.Store(time.Now().Add(f.opts.FailTimeout).UnixNano())
 		if alt := f.pick(time.Now().UnixNano()); alt != u {
 			f.metrics.upstreamError(errKindConnect)
 			u = alt
 			f.setHost(req, u)
-			err = u.hc.Do(req, &ctx.Response)
+			err = u.hc.Do(req, resp)
 		}
 	}
-	if ex, ok := ctx.UserValue(exchangeKey{}).(*exchange); ok {
-		ex.upstream = time.Since(start)
-		ex.addr = u.addr
-	}
+	ex.upstream = time.Since(start)
+	ex.addr = u.addr
 	if err != nil {
 		f.fail(ctx, u, err)
 		return
+	}
+	resp.Header.CopyTo(&ctx.Response.Header)
+	if bs := resp.BodyStream(); bs != nil {
+		ex.installOut(ctx, bs, resp.Header.ContentLength(), nil)
+	} else {
+		ctx.Response.SetBodyRaw(resp.Body())
 	}
 	cleanResponse(&ctx.Response.Header)
 }
 
 func (f *forwarder) fail(ctx *fasthttp.RequestCtx, u *upstream, err error) {
 	kind, status, code, msg := errKindOther, fasthttp.StatusBadGateway, "upstream_error", "The application behind this address failed to answer."
-	var de *dialError
 	switch {
-	case errors.As(err, &de):
+	case isDialError(err):
 		u.downUntil.Store(time.Now().Add(f.opts.FailTimeout).UnixNano())
 		kind, code, msg = errKindConnect, "upstream_unavailable", "The application behind this address is not reachable."
+	case errors.Is(err, errBodyTooLarge):
+		// The client's body passed the limit mid-stream: its fault, not
+		// the upstream's.
+		errpage.Write(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
+		ctx.SetConnectionClose()
+		return
+	case errors.As(err, new(*clientBodyError)):
+		status, code, msg = fasthttp.StatusBadRequest, "bad_request", "The request body could not be read."
+		if isTimeout(err) {
+			status, code, msg = fasthttp.StatusRequestTimeout, "request_timeout", "The request took too long to arrive."
+		}
+		errpage.Write(ctx, status, code, msg)
+		ctx.SetConnectionClose()
+		return
 	case isTimeout(err):
 		kind, status, code, msg = errKindTimeout, fasthttp.StatusGatewayTimeout, "upstream_timeout", "The application behind this address took too long to answer."
 	}
@@ -244,6 +256,16 @@ func (f *forwarder) fail(ctx *fasthttp.RequestCtx, u *upstream, err error) {
 		slog.String("kind", errKinds[kind]), slog.String("request_id", errpage.RequestID(ctx)),
 		slog.String("error", err.Error()))
 	errpage.Write(ctx, status, code, msg)
+}
+
+// isDialError is errors.As for *dialError without the allocation a
+// pointer target costs on every call, error or not.
+func isDialError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var de *dialError
+	return errors.As(err, &de)
 }
 
 func isTimeout(err error) bool {
@@ -282,7 +304,7 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 		scratch = append(scratch, v...)
 		scratch = append(scratch, ',')
 	}
-	for tok := range tokens(scratch) {
+	for tok, rest := nextToken(scratch); tok != nil; tok, rest = nextToken(rest) {
 		if asciiEqualFold(tok, "upgrade") || asciiEqualFold(tok, "close") || asciiEqualFold(tok, "keep-alive") {
 			continue
 		}
@@ -391,28 +413,30 @@ func isTokenOrQuotable(b []byte) bool {
 	return true
 }
 
-// tokens yields the comma-separated, trimmed, non-empty items of b.
-func tokens(b []byte) func(func([]byte) bool) {
-	return func(yield func([]byte) bool) {
-		for len(b) > 0 {
-			i := indexByte(b, ',')
-			var t []byte
-			if i < 0 {
-				t, b = b, nil
-			} else {
-				t, b = b[:i], b[i+1:]
-			}
-			for len(t) > 0 && (t[0] == ' ' || t[0] == '\t') {
-				t = t[1:]
-			}
-			for len(t) > 0 && (t[len(t)-1] == ' ' || t[len(t)-1] == '\t') {
-				t = t[:len(t)-1]
-			}
-			if len(t) > 0 && !yield(t) {
-				return
-			}
+// nextToken returns the first comma-separated, trimmed, non-empty item of
+// b and the rest; tok is nil when b holds no more. A plain function rather
+// than an iterator: the closure an iterator needs made cleanResponse's
+// stack buffer escape, one allocation per request.
+func nextToken(b []byte) (tok, rest []byte) {
+	for len(b) > 0 {
+		i := indexByte(b, ',')
+		var t []byte
+		if i < 0 {
+			t, b = b, nil
+		} else {
+			t, b = b[:i], b[i+1:]
+		}
+		for len(t) > 0 && (t[0] == ' ' || t[0] == '\t') {
+			t = t[1:]
+		}
+		for len(t) > 0 && (t[len(t)-1] == ' ' || t[len(t)-1] == '\t') {
+			t = t[:len(t)-1]
+		}
+		if len(t) > 0 {
+			return t, b
 		}
 	}
+	return nil, nil
 }
 
 // cleanResponse removes hop-by-hop fields from the upstream's response.
@@ -426,7 +450,7 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 		scratch = append(scratch, v...)
 		scratch = append(scratch, ',')
 	}
-	for tok := range tokens(scratch) {
+	for tok, rest := nextToken(scratch); tok != nil; tok, rest = nextToken(rest) {
 		if !asciiEqualFold(tok, "close") && !asciiEqualFold(tok, "keep-alive") && !asciiEqualFold(tok, "content-length") && !asciiEqualFold(tok, "transfer-encoding") {
 			h.DelBytes(tok)
 		}
@@ -444,64 +468,6 @@ func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 		return ip.Unmap()
 	}
 	return netip.Addr{}
-}
-
-// upgrade passes an Upgrade request (WebSocket and friends) through: dial
-// the upstream, send the request head, then hijack the client connection
-// and copy bytes both ways until either side closes.
-func (f *forwarder) upgrade(ctx *fasthttp.RequestCtx, u *upstream, start time.Time) {
-	var d net.Dialer
-	d.Timeout = f.opts.ConnectTimeout
-	var up net.Conn
-	up, err := d.Dial("tcp", u.addr)
-	if err != nil {
-		f.fail(ctx, u, &dialError{err: err})
-		return
-	}
-	u.conns.Add(1)
-	if f.metrics != nil {
-		f.metrics.upstreamConns.Inc()
-	}
-	if f.isTLS {
-		tc := tls.Client(up, &tls.Config{ServerName: stripPort(u.addr), MinVersion: tls.VersionTLS12})
-		up = tc
-	}
-	req := &ctx.Request
-	req.Header.SetRequestURIBytes(req.URI().RequestURI())
-	req.Header.SetProtocol("HTTP/1.1")
-	_ = up.SetWriteDeadline(time.Now().Add(f.opts.WriteTimeout))
-	if _, err := up.Write(req.Header.Header()); err != nil {
-		up.Close()
-		f.fail(ctx, u, err)
-		return
-	}
-	_ = up.SetWriteDeadline(time.Time{})
-	if ex, ok := ctx.UserValue(exchangeKey{}).(*exchange); ok {
-		ex.upstream = time.Since(start)
-		ex.addr = u.addr
-	}
-	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols) // for the access log; no response is written
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(c net.Conn) {
-		_ = c.SetDeadline(time.Time{})
-		pipe(c, up)
-	})
-}
-
-// pipe copies both ways; when one direction ends both connections close,
-// which ends the other copy too (no goroutine outlives the pair).
-func pipe(a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		done <- struct{}{}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	<-done
-	a.Close()
-	b.Close()
-	<-done
 }
 
 // appendNode writes the peer address; RFC 7239 §6 wants IPv6 quoted and

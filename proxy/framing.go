@@ -108,7 +108,8 @@ func TargetHost(requestURI, hostHeader []byte) []byte {
 }
 
 // RawPath returns the path part of a raw request-target (origin or absolute
-// form), without query. It is not normalised; only the body-limit hook uses it.
+// form), without query. It is not normalised, so it must not pick a route:
+// routing and the body-limit hook both use fasthttp's normalised path.
 func RawPath(requestURI []byte) []byte {
 	p := requestURI
 	if len(p) > 0 && p[0] != '/' {

@@ -45,15 +45,22 @@ type RouteOptions struct {
 	// HostHeader sent upstream: "" or "preserve" keeps the client's authority,
 	// "upstream" uses the upstream address, anything else is sent literally.
 	HostHeader string
-	// ConnectTimeout (zero: 5s), ReadTimeout for the upstream response
-	// (zero: 30s), WriteTimeout for sending the request (zero: 30s),
-	// IdleTimeout for pooled keep-alive connections (zero: 90s).
+	// ConnectTimeout (zero: 5s); ReadTimeout bounds each read from the
+	// upstream, so it is the longest wait for the response head (then 504)
+	// and the longest pause inside a streamed response body (zero: 30s);
+	// WriteTimeout bounds each write of the request to the upstream (zero:
+	// 30s); IdleTimeout for pooled keep-alive connections (zero: 90s).
+	// None of them caps a whole transfer: a slow 1 GiB body that keeps
+	// moving is never cut off.
 	ConnectTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxConns per upstream address (zero: 512). Size it to the peak
 	// concurrency: a pool that is too small makes requests wait, not dial.
 	MaxConns int
 	// MaxBodyBytes caps the request body (zero: Options.MaxBodyBytes).
 	MaxBodyBytes int
+	// UpgradeIdleTimeout overrides Options.UpgradeIdleTimeout for this
+	// route's upgraded connections (zero: the server's).
+	UpgradeIdleTimeout time.Duration
 	// FailTimeout is how long an address that failed to connect is skipped
 	// (zero: 10s).
 	FailTimeout time.Duration

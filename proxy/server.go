@@ -41,14 +41,26 @@ type Options struct {
 	// HeaderTimeout bounds the time from a request's first byte to the end
 	// of its head: the slowloris bound (zero: 10s).
 	HeaderTimeout time.Duration
-	// ReadTimeout bounds reading the request body, from the end of the head
-	// (zero: 60s). A streamed upload must finish within it.
+	// ReadTimeout bounds each wait for request body bytes (zero: 60s): the
+	// first one covers what fasthttp reads with the head (up to 8 KiB of
+	// body), then every read of the stream restarts it. An upload of any
+	// size passes as long as it never stalls this long; a stalled one gets
+	// 408. Deadlines move at most every ReadTimeout/8, so the effective
+	// bound lies between 7/8 and all of it.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one response (zero: 60s). A streamed
-	// download must finish within it.
+	// WriteTimeout bounds each wait to hand response bytes to the client
+	// when the body is streamed from the upstream (every proxied response),
+	// and the whole write of a response the proxy builds itself (error
+	// pages, reserved handlers) (zero: 60s). A download of any size passes
+	// as long as the client keeps reading.
 	WriteTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long (zero: 90s).
 	IdleTimeout time.Duration
+	// UpgradeIdleTimeout closes an upgraded connection (WebSocket and other
+	// Upgrade protocols) when no byte has passed in either direction for
+	// this long (zero: IdleTimeout). RouteOptions.UpgradeIdleTimeout
+	// overrides it per route.
+	UpgradeIdleTimeout time.Duration
 	// MaxHeaderBytes caps the request head; larger gets 431 (zero: 16 KiB).
 	MaxHeaderBytes int
 	// MaxBodyBytes is the body cap for routes that set none; larger gets 413
@@ -90,6 +102,8 @@ type Server struct {
 	certs  *certReloader
 	hellos sync.Map // raw net.Conn → *tls.ClientHelloInfo
 	exPool sync.Pool
+
+	tunnels tunnelSet
 }
 
 // NewServer validates opts and returns a server serving routes.
@@ -104,6 +118,7 @@ func NewServer(opts Options, routes *Routes) (*Server, error) {
 	setDefault(&opts.ReadTimeout, DefaultReadTimeout)
 	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&opts.UpgradeIdleTimeout, opts.IdleTimeout)
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -117,7 +132,7 @@ func NewServer(opts Options, routes *Routes) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.exPool.New = func() any { return new(exchange) }
+	s.exPool.New = newExchange
 	// Request ids: a random per-process prefix plus a keyed bijective mix of
 	// a counter — unique within the process, unguessable enough for a
 	// correlation id, and no crypto/rand per request.
@@ -149,10 +164,13 @@ func NewServer(opts Options, routes *Routes) (*Server, error) {
 		IdleTimeout:           opts.IdleTimeout,
 		MaxRequestBodySize:    opts.MaxBodyBytes,
 		StreamRequestBody:     true,
-		CloseOnShutdown:       true,
-		SecureErrorLogMessage: true,
-		NoDefaultContentType:  true,
-		Logger:                fasthttpLogger{s.log},
+		// A proxy forwards bodies verbatim: no multipart pre-parse that
+		// buffers uploads to temp files and re-encodes them.
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true,
+		NoDefaultContentType:         true,
+		Logger:                       fasthttpLogger{s.log},
 	}
 	return s, nil
 }
@@ -170,6 +188,9 @@ func (s *Server) Swap(routes *Routes) {
 		old.retire()
 	}
 }
+
+// Tunnels returns the number of open upgraded connections.
+func (s *Server) Tunnels() int { return s.tunnels.len() }
 
 // Routes returns the configuration now serving.
 func (s *Server) Routes() *Routes { return s.routes.Load() }
@@ -201,9 +222,15 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends,
 // then closes upstream pools. /readyz reports not ready from the start.
+// Upgraded connections (WebSockets) may run until ctx ends; those still
+// open then are closed, and Shutdown returns once they are gone. Only
+// requests cut off by ctx make it return an error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	err := s.fs.ShutdownWithContext(ctx)
+	if n := s.tunnels.drain(ctx); n > 0 {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "closed upgraded connections at the drain deadline", slog.Int("count", n))
+	}
 	if s.certs != nil {
 		s.certs.stop()
 	}
@@ -249,74 +276,99 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	path := ctx.Path() // normalised: "..", "//" and %-escapes resolved
 	var r *route
+	reserved := isReserved(path)
+	if !reserved {
+		if idx := rt.table.Match(host, path); idx >= 0 {
+			r = rt.routes[idx]
+		}
+	}
+	limit := s.opts.MaxBodyBytes
+	if r != nil && r.opts.MaxBodyBytes > 0 {
+		limit = r.opts.MaxBodyBytes
+	}
+
+	ex := s.exPool.Get().(*exchange)
+	ex.begin(s, r, start)
+	if ctx.Request.IsBodyStream() {
+		// Counts the body, limits chunked bodies (fasthttp does not) and
+		// turns ReadTimeout into a per-read bound.
+		ex.wrapIn(ctx, limit, s.opts.ReadTimeout)
+	}
 	switch {
-	case len(path) >= len(ReservedPrefix)-1 && string(path[:len(ReservedPrefix)-1]) == ReservedPrefix[:len(ReservedPrefix)-1] &&
-		(len(path) == len(ReservedPrefix)-1 || path[len(ReservedPrefix)-1] == '/'):
+	case reserved:
 		if rt.reserved != nil {
 			rt.reserved(ctx)
 		} else {
 			errpage.Write(ctx, fasthttp.StatusNotFound, "not_found", "There is nothing at this address.")
 		}
+	case r == nil:
+		errpage.Write(ctx, fasthttp.StatusNotFound, "not_found", "There is nothing at this address.")
+	case h.ContentLength() > limit:
+		// The head hook chose the limit from the same normalised path, so
+		// this only repeats its decision for bodies fasthttp let through.
+		errpage.Write(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
+		ctx.SetConnectionClose()
 	default:
-		idx := rt.table.Match(host, path)
-		if idx < 0 {
-			errpage.Write(ctx, fasthttp.StatusNotFound, "not_found", "There is nothing at this address.")
-			break
-		}
-		r = rt.routes[idx]
-		limit := r.opts.MaxBodyBytes
-		if limit <= 0 {
-			limit = s.opts.MaxBodyBytes
-		}
-		// The head hook guessed the route from the raw path; re-check on the
-		// normalised one so "/small/../big" cannot borrow a larger limit.
-		if h.ContentLength() > limit {
-			errpage.Write(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
-			ctx.SetConnectionClose()
-			break
-		}
-		ex := s.exPool.Get().(*exchange)
-		*ex = exchange{}
 		ctx.SetUserValue(exchangeKey{}, ex)
 		r.handler(ctx)
 		ctx.RemoveUserValue(exchangeKey{})
-		if !ctx.Hijacked() {
-			ctx.Response.Header.SetBytesKV(hdrRequestID, h.PeekBytes(hdrRequestID))
+	}
+	if ex.in.n > ex.in.limit {
+		// A read hit the limit; whoever read it may not have said so.
+		if !ctx.Hijacked() && ctx.Response.StatusCode() != fasthttp.StatusRequestEntityTooLarge {
+			s.releaseOut(ex)
+			errpage.Write(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
 		}
-		s.finish(ctx, r, start, ex)
-		s.exPool.Put(ex)
-		return
+		ctx.SetConnectionClose()
 	}
 	ctx.Response.Header.SetBytesKV(hdrRequestID, h.PeekBytes(hdrRequestID))
-	s.finish(ctx, nil, start, nil)
+	s.finish(ctx, r, ex)
 }
 
-func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, start time.Time, ex *exchange) {
-	d := time.Since(start)
+// releaseOut drops a response body the forwarder installed.
+func (s *Server) releaseOut(ex *exchange) {
+	if ex.out.active && !ex.out.closed {
+		_ = ex.out.CloseWithError(errBodyTooLarge)
+	}
+}
+
+func isReserved(path []byte) bool {
+	p := ReservedPrefix[:len(ReservedPrefix)-1] // "/.edgeauth"
+	return len(path) >= len(p) && string(path[:len(p)]) == p && (len(path) == len(p) || path[len(p)] == '/')
+}
+
+// finish records metrics and the access line, now or, for a streamed
+// response still to be written, when its body has been sent.
+func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, ex *exchange) {
+	d := time.Since(ex.start)
 	status := ctx.Response.StatusCode()
 	name := "-"
 	if r != nil {
 		name = r.opts.Name
 		r.metrics.observe(status, d.Seconds())
 	}
-	if s.opts.DisableAccessLog || !s.log.Enabled(ctx, slog.LevelInfo) {
+	logOn := !s.opts.DisableAccessLog && s.log.Enabled(ctx, slog.LevelInfo)
+	if ex.out.active && !ex.out.closed {
+		if logOn {
+			ex.log = true
+			ex.status = status
+			ex.bytesIn = ex.in.n
+			ex.reqID = append(ex.reqID[:0], ctx.Request.Header.PeekBytes(hdrRequestID)...)
+			ex.method = append(ex.method[:0], ctx.Method()...)
+			ex.path = append(ex.path[:0], ctx.Path()...)
+		}
+		ex.handedOff = true
 		return
 	}
-	var up time.Duration
-	if ex != nil {
-		up = ex.upstream
+	if logOn {
+		out := ex.out.n
+		if !ex.out.active {
+			out = bytesOut(&ctx.Response)
+		}
+		s.logAccess(ctx, name, string(ctx.Request.Header.PeekBytes(hdrRequestID)), string(ctx.Method()), string(ctx.Path()),
+			status, d, ex.upstream, ex.in.n, out)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "access",
-		slog.String("request_id", string(ctx.Request.Header.PeekBytes(hdrRequestID))),
-		slog.String("route", name),
-		slog.String("method", string(ctx.Method())),
-		slog.String("path", string(ctx.Path())),
-		slog.Int("status", status),
-		slog.Duration("duration", d),
-		slog.Duration("upstream_latency", up),
-		slog.Int("bytes_in", ctx.Request.Header.ContentLength()),
-		slog.Int("bytes_out", ctx.Response.Header.ContentLength()),
-	)
+	s.exPool.Put(ex)
 }
 
 // setRequestID keeps a well-formed id from a trusted proxy, else makes one.
@@ -370,16 +422,25 @@ func validRequestID(b []byte) bool {
 }
 
 // headerReceived picks the body limit and timeouts before the body is read.
+// The route comes from the normalised path, exactly as in handle, so a body
+// sent to "/big/../small" gets /small's limit whatever its framing.
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	cfg := fasthttp.RequestConfig{ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, MaxRequestBodySize: s.opts.MaxBodyBytes}
-	if rt := s.routes.Load(); rt != nil {
-		uri := h.RequestURI()
-		if idx := rt.table.Match(TargetHost(uri, h.Host()), RawPath(uri)); idx >= 0 {
+	rt := s.routes.Load()
+	if rt == nil {
+		return cfg
+	}
+	uri := h.RequestURI()
+	u := fasthttp.AcquireURI()
+	// The same parse fasthttp applies to the request right after this hook.
+	if err := u.Parse(nil, uri); err == nil && !isReserved(u.Path()) {
+		if idx := rt.table.Match(TargetHost(uri, h.Host()), u.Path()); idx >= 0 {
 			if n := rt.routes[idx].opts.MaxBodyBytes; n > 0 {
 				cfg.MaxRequestBodySize = n
 			}
 		}
 	}
+	fasthttp.ReleaseURI(u)
 	return cfg
 }
 

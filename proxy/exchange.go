@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// exchange is the per-request record the server shares with the forwarder
+// (under exchangeKey) without allocating: it is pooled, and it carries the
+// body wrappers, the upstream response buffer and what the access line
+// needs. When a streamed response is still to be written after the handler
+// returns, the exchange is handed to its bodyOut, which logs and returns it
+// to the pool once the body has been sent.
+type exchange struct {
+	srv   *Server
+	route *route
+	start time.Time
+
+	upstream time.Duration
+	addr     string
+
+	in     bodyIn
+	out    bodyOut
+	upResp *fasthttp.Response // the forwarder reads the upstream's answer here
+
+	handedOff bool
+	// Copies for a deferred access line: the request may be reset before
+	// the body stream is closed.
+	log     bool
+	status  int
+	bytesIn int64
+	reqID   []byte
+	method  []byte
+	path    []byte
+}
+
+type exchangeKey struct{}
+
+func newExchange() any {
+	ex := &exchange{upResp: new(fasthttp.Response)}
+	ex.upResp.Header.SetNoDefaultContentType(true)
+	return ex
+}
+
+func (ex *exchange) begin(s *Server, r *route, start time.Time) {
+	ex.srv, ex.route, ex.start = s, r, start
+	ex.upstream, ex.addr = 0, ""
+	ex.in = bodyIn{}
+	ex.out = bodyOut{ex: ex}
+	ex.handedOff, ex.log = false, false
+}
+
+// exchangeOf returns the server's exchange for ctx, or a fresh one when the
+// forwarder runs outside Server (it never does in production).
+func exchangeOf(ctx *fasthttp.RequestCtx) *exchange {
+	if ex, ok := ctx.UserValue(exchangeKey{}).(*exchange); ok {
+		return ex
+	}
+	ex := newExchange().(*exchange)
+	ex.begin(nil, nil, time.Now())
+	return ex
+}
+
+// wrapIn puts bodyIn in front of a streamed request body.
+func (ex *exchange) wrapIn(ctx *fasthttp.RequestCtx, limit int, timeout time.Duration) {
+	req := &ctx.Request
+	ex.in = bodyIn{ctx: ctx, r: req.BodyStream(), limit: int64(limit), timeout: timeout, lastSet: ex.start.UnixNano()}
+	// The server still drains and releases its own stream afterwards.
+	req.SetBodyStream(&ex.in, req.Header.ContentLength())
+}
+
+// installOut makes body the response body, behind bodyOut. conn, if not
+// nil, is closed with the body.
+func (ex *exchange) installOut(ctx *fasthttp.RequestCtx, body io.Reader, contentLength int, conn net.Conn) {
+	var timeout time.Duration
+	if ex.srv != nil {
+		timeout = ex.srv.opts.WriteTimeout
+	}
+	// The server arms WriteTimeout itself just before writing; the first
+	// refresh is due an eighth of it later.
+	ex.out = bodyOut{ex: ex, ctx: ctx, r: body, timeout: timeout, lastSet: time.Now().UnixNano(), conn: conn, active: true}
+	ctx.Response.SetBodyStream(&ex.out, contentLength)
+}
+
+// bytesOut is what the response carries besides bodyOut's own count.
+func bytesOut(resp *fasthttp.Response) int64 {
+	if resp.IsBodyStream() {
+		return int64(max(resp.Header.ContentLength(), 0))
+	}
+	return int64(len(resp.Body()))
+}
+
+// finishDeferred runs when a handed-off response body has been sent.
+func (ex *exchange) finishDeferred() {
+	s := ex.srv
+	if ex.log {
+		name := "-"
+		if ex.route != nil {
+			name = ex.route.opts.Name
+		}
+		s.logAccess(context.Background(), name, string(ex.reqID), string(ex.method), string(ex.path), ex.status,
+			time.Since(ex.start), ex.upstream, ex.bytesIn, ex.out.n)
+	}
+	s.exPool.Put(ex)
+}
+
+func (s *Server) logAccess(ctx context.Context, route, id, method, path string, status int, d, up time.Duration, in, out int64) {
+	s.log.LogAttrs(ctx, slog.LevelInfo, "access",
+		slog.String("request_id", id),
+		slog.String("route", route),
+		slog.String("method", method),
+		slog.String("path", path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.Duration("upstream_latency", up),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", out),
+	)
+}
