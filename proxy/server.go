@@ -75,9 +75,11 @@ type Options struct {
 	DisableAccessLog bool
 	// Metrics may be nil.
 	Metrics *Metrics
-	// OnClientHello observes every TLS ClientHello (e.g. for JA4); it runs
-	// on the handshake path and must be fast. Nil: none.
-	OnClientHello func(*tls.ClientHelloInfo)
+	// OnClientHello observes every TLS ClientHello and returns a tag kept
+	// with the connection (e.g. its JA4 fingerprint), read per request with
+	// ConnTag, so the work is done once per connection, not per request.
+	// It runs on the handshake path and must be fast. Nil: none.
+	OnClientHello func(*tls.ClientHelloInfo) string
 }
 
 // Server is the main listener. Build with NewServer; serve with Serve or
@@ -100,7 +102,7 @@ type Server struct {
 	idCount  atomic.Uint64
 
 	certs  *certReloader
-	hellos sync.Map // raw net.Conn → *tls.ClientHelloInfo
+	hellos sync.Map // raw net.Conn → *connInfo
 	exPool sync.Pool
 
 	tunnels tunnelSet

@@ -105,27 +105,37 @@ func (c *certReloader) stop() {
 	})
 }
 
+// connInfo is what the server remembers about a TLS connection.
+type connInfo struct {
+	hello *tls.ClientHelloInfo
+	tag   string
+}
+
 func (s *Server) tlsConfig() *tls.Config {
-	return &tls.Config{
+	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if hello.Conn != nil {
-				s.hellos.Store(hello.Conn, hello)
-			}
-			if s.opts.OnClientHello != nil {
-				s.opts.OnClientHello(hello)
-			}
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.certs.cert.Load(), nil
 		},
 	}
+	// GetConfigForClient, not GetCertificate: it runs for every
+	// ClientHello, including resumed TLS 1.3 sessions, which never ask for
+	// a certificate.
+	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if hello.Conn != nil {
+			ci := &connInfo{hello: hello}
+			if s.opts.OnClientHello != nil {
+				ci.tag = s.opts.OnClientHello(hello)
+			}
+			s.hellos.Store(hello.Conn, ci)
+		}
+		return nil, nil // nil: use base
+	}
+	return base
 }
 
-// ClientHello returns the TLS ClientHello of the connection ctx arrived on,
-// or nil for plain HTTP. Kept per connection (keyed by the raw net.Conn) and
-// dropped when it closes, so handlers can fingerprint (JA4) every request.
-// Do not modify or keep the result past the handler.
-func (s *Server) ClientHello(ctx *fasthttp.RequestCtx) *tls.ClientHelloInfo {
+func (s *Server) connInfo(ctx *fasthttp.RequestCtx) *connInfo {
 	tc, ok := ctx.Conn().(*tls.Conn)
 	if !ok {
 		return nil
@@ -134,5 +144,24 @@ func (s *Server) ClientHello(ctx *fasthttp.RequestCtx) *tls.ClientHelloInfo {
 	if !ok {
 		return nil
 	}
-	return v.(*tls.ClientHelloInfo)
+	return v.(*connInfo)
+}
+
+// ClientHello returns the TLS ClientHello of the connection ctx arrived on,
+// or nil for plain HTTP. Kept per connection (keyed by the raw net.Conn) and
+// dropped when it closes. Do not modify or keep the result past the handler.
+func (s *Server) ClientHello(ctx *fasthttp.RequestCtx) *tls.ClientHelloInfo {
+	if ci := s.connInfo(ctx); ci != nil {
+		return ci.hello
+	}
+	return nil
+}
+
+// ConnTag returns what Options.OnClientHello returned for the connection
+// ctx arrived on, "" for plain HTTP or without a hook.
+func (s *Server) ConnTag(ctx *fasthttp.RequestCtx) string {
+	if ci := s.connInfo(ctx); ci != nil {
+		return ci.tag
+	}
+	return ""
 }

@@ -64,12 +64,12 @@ func TestTLSReloadAndClientHello(t *testing.T) {
 	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("up") })
 	h := startProxy(t, Options{
 		TLS:           &TLSOptions{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), ReloadInterval: 20 * time.Millisecond},
-		OnClientHello: func(*tls.ClientHelloInfo) { hellos.Add(1) },
+		OnClientHello: func(hi *tls.ClientHelloInfo) string { hellos.Add(1); return "tag-" + hi.ServerName },
 	}, RoutesConfig{
 		Routes: []RouteOptions{{Name: "r", Upstreams: []string{up}}},
 		Reserved: func(ctx *fasthttp.RequestCtx) {
 			if hi := srv.ClientHello(ctx); hi != nil && hi.ServerName == "a.test" && len(hi.CipherSuites) > 0 {
-				ctx.SetBodyString("hello seen")
+				ctx.SetBodyString("hello seen, " + srv.ConnTag(ctx))
 				return
 			}
 			ctx.SetBodyString("no hello")
@@ -83,7 +83,7 @@ func TestTLSReloadAndClientHello(t *testing.T) {
 		t.Fatal("OnClientHello not called")
 	}
 	c := &fasthttp.Client{TLSConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"}} //nolint:gosec
-	if _, body := get(t, c, "https://"+h.addr+"/.edgeauth/x"); body != "hello seen" {
+	if _, body := get(t, c, "https://"+h.addr+"/.edgeauth/x"); body != "hello seen, tag-a.test" {
 		t.Fatalf("reserved handler: %q", body)
 	}
 

@@ -114,6 +114,7 @@ func serve(ctx context.Context, configPath string, cfg *config.Config, logger *s
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	svc.srv.Store(srv)
 	admin, err := proxy.NewAdmin(proxy.AdminOptions{
 		Listen:   cfg.Admin.Listen,
 		Gatherer: reg,

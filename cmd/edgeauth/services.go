@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,7 @@ type services struct {
 	recorder   *audit.Recorder
 	adminToken []byte
 	issuer     string // the OIDC issuer, default for admin calls
+	srv        atomic.Pointer[proxy.Server]
 	closers    []func()
 }
 
@@ -232,24 +234,9 @@ func (s *services) buildRisk(cfg *config.Config, logger *slog.Logger) error {
 		s.locator, loc = r, r
 		s.closers = append(s.closers, func() { r.Close() })
 	}
-	rules := cfg.Risk.Rules
-	eng, err := risk.NewEngine(risk.Options{
-		Weights: map[string]int{
-			"new_device": rules.NewDevice, "new_country": rules.NewCountry, "new_asn": rules.NewASN,
-			"impossible_travel": rules.ImpossibleTravel, "anonymous_ip": rules.AnonymousIP,
-			"fingerprint_changed": rules.FingerprintChanged,
-		},
-		MaxSpeedKMH:  cfg.Risk.ImpossibleTravelKmh,
-		CountryDeny:  cfg.Risk.CountryDeny,
-		CountryAllow: cfg.Risk.CountryAllow,
-		ASNDeny:      cfg.Risk.ASNDeny,
-		Limits: risk.Limits{
-			MaxDevices: cfg.Risk.History.MaxDevices, MaxCountries: cfg.Risk.History.MaxCountries,
-			MaxASNs: cfg.Risk.History.MaxASNs, TTL: cfg.Risk.History.TTL.D(),
-		},
-	})
+	eng, err := newRiskEngine(cfg)
 	if err != nil {
-		return fmt.Errorf("risk: %w", err)
+		return err
 	}
 	svc, err := risk.NewService(risk.ServiceOptions{Engine: eng, Locator: loc, Store: s.store, NotFound: session.ErrNotFound, Logger: logger})
 	if err != nil {
@@ -264,17 +251,9 @@ func (s *services) buildRisk(cfg *config.Config, logger *slog.Logger) error {
 	s.riskMW = &risk.MiddlewareOptions{
 		Service: svc, Cookie: codec, CookieName: cfg.Risk.DeviceCookie.Name,
 		CookieLifetime: cfg.Risk.DeviceCookie.Lifetime.D(), Insecure: !s.secure, Logger: logger,
+		ShadowDecision: policy.ShadowDecision,
 	}
-	s.loginRisk = 0
-	for _, r := range cfg.Routes {
-		if r.Auth == config.AuthRequired && r.RiskMode == config.RiskEnforce && r.StepUpAt > 0 &&
-			(s.loginRisk == 0 || r.StepUpAt < s.loginRisk) {
-			s.loginRisk = r.StepUpAt
-		}
-	}
-	if s.loginRisk == 0 {
-		s.loginRisk = 40
-	}
+	s.loginRisk = loginRiskThreshold(cfg)
 	return nil
 }
 
@@ -394,9 +373,28 @@ func (s *services) beforeExit(logger *slog.Logger) {
 	logger.Info("sessions written to snapshot", "file", s.snapshot)
 }
 
-// onClientHello is where a JA4 fingerprint would be taken per connection;
-// the proxy keeps the hello per connection and the pipeline reads it.
-func (s *services) onClientHello(*tls.ClientHelloInfo) {}
+// onClientHello computes the connection's JA4 fingerprint once, at the
+// handshake; the proxy keeps it with the connection and tlsFingerprint
+// copies it into each request's state for the risk step.
+func (s *services) onClientHello(hello *tls.ClientHelloInfo) string {
+	if s.riskMW == nil {
+		return ""
+	}
+	return device.JA4(hello)
+}
+
+// tlsFingerprint puts the connection's JA4 into the request state. The
+// server is only known after the routes were built, hence the pointer.
+func (s *services) tlsFingerprint(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if srv := s.srv.Load(); srv != nil {
+			if tag := srv.ConnTag(ctx); tag != "" {
+				reqstate.Get(ctx).TLSFingerprint = tag
+			}
+		}
+		next(ctx)
+	}
+}
 
 func (s *services) adminHandlers() map[string]fasthttp.RequestHandler {
 	if len(s.adminToken) == 0 {
@@ -481,7 +479,7 @@ func (s *services) reservedHandler(cip clientip.Options) (fasthttp.RequestHandle
 	if err != nil {
 		return nil, fmt.Errorf("client ip: %w", err)
 	}
-	return middleware.Chain(mux, ipMW), nil
+	return middleware.Chain(mux, ipMW, s.tlsFingerprint), nil
 }
 
 // wrapRoute builds one route's pipeline in front of its forwarder. Every
@@ -492,8 +490,12 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 	var err error
 	wrapErr := func(step string, err error) error { return fmt.Errorf("route %q: %s: %w", r.Name, step, err) }
 
-	if steps.ClientIP, err = clientip.Middleware(cip); err != nil {
+	ipMW, err := clientip.Middleware(cip)
+	if err != nil {
 		return nil, wrapErr("client ip", err)
+	}
+	steps.ClientIP = func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+		return ipMW(s.tlsFingerprint(next))
 	}
 	if steps.Audit, err = audit.Middleware(s.recorder, audit.MiddlewareOptions{Route: r.Name, Shadow: policy.ShadowDecision}); err != nil {
 		return nil, wrapErr("audit", err)
@@ -605,6 +607,7 @@ func (s *services) onLogin(ctx *fasthttp.RequestCtx, sess *session.Session) {
 			UserAgent: ctx.Request.Header.UserAgent(), AcceptLanguage: ctx.Request.Header.Peek("Accept-Language"),
 			SecCHUA: ctx.Request.Header.Peek("Sec-CH-UA"), SecCHUAPlatform: ctx.Request.Header.Peek("Sec-CH-UA-Platform"),
 			SecCHUAMobile: ctx.Request.Header.Peek("Sec-CH-UA-Mobile"),
+			JA4:           st.TLSFingerprint,
 		},
 	}
 	if id, err := s.riskMW.Cookie.Decode(ctx.Request.Header.Cookie(s.riskMW.CookieName)); err == nil {
