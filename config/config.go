@@ -471,8 +471,18 @@ type Alerts struct {
 	On []string `yaml:"on"`
 }
 
-// AlertEvents are the values accepted in audit.alerts.on.
-var AlertEvents = []string{"allow", "login", "step_up", "step_up_failed", "deny"}
+// AlertEvents are the values accepted in audit.alerts.on: decisions, and
+// the risk and policy reason codes an alert can be raised on (e.g.
+// impossible_travel). The risk names mirror middleware/risk's reasons;
+// cmd/edgeauth has a test that keeps the two lists in step (config must
+// not import middleware).
+var AlertEvents = []string{
+	"allow", "login", "step_up", "step_up_failed", "deny",
+	"new_device", "new_country", "new_asn", "impossible_travel", "anonymous_ip", "tor", "hosting",
+	"country_denied", "country_not_allowed", "asn_denied", "fingerprint_changed", "client_hints_mismatch",
+	"unknown_location", "assessment_unavailable", "initial_login",
+	"not_allowed", "acr_required", "auth_too_old", "risk_step_up", "risk_too_high",
+}
 
 // AuthMode says whether a route needs authentication.
 type AuthMode string

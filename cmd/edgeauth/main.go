@@ -57,6 +57,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return demoCommand(args[1:], stdout, stderr)
 	case "sessions":
 		return sessionsCommand(args[1:], stdout, stderr)
+	case "risk":
+		return riskCommand(args[1:], stdout, stderr)
 	case "idp":
 		// Not in the usage text: starts only the development OIDC provider,
 		// so tests can run it as a process of its own.

@@ -229,7 +229,7 @@ func (s *services) buildRisk(cfg *config.Config, logger *slog.Logger) error {
 	if cfg.GeoIP.City != "" || cfg.GeoIP.ASN != "" || cfg.GeoIP.AnonymousIP != "" {
 		r, err := geoip.New(geoip.Options{CityPath: cfg.GeoIP.City, ASNPath: cfg.GeoIP.ASN, AnonymousIPPath: cfg.GeoIP.AnonymousIP, Logger: logger})
 		if err != nil {
-			return fmt.Errorf("geoip: %w", err)
+			return err // already "geoip: <kind> database <file>: ..."
 		}
 		s.locator, loc = r, r
 		s.closers = append(s.closers, func() { r.Close() })

@@ -29,6 +29,14 @@ type MiddlewareOptions struct {
 	// SessionFingerprint returns the fingerprint stored with the current
 	// session (0 if unknown). Nil disables the in-session check.
 	SessionFingerprint func(ctx *fasthttp.RequestCtx, st *reqstate.State) uint64
+	// ShadowDecision returns what a shadow-mode route would have decided
+	// (policy.ShadowDecision; DecisionNone when not in shadow mode). A
+	// request that shadow mode let through but would have stepped up or
+	// denied is not written to history: otherwise a stolen cookie used once
+	// on a shadow route would make its location the user's last one, and
+	// the enforcing routes would no longer see impossible travel. Nil
+	// means no route is in shadow mode.
+	ShadowDecision func(ctx *fasthttp.RequestCtx) reqstate.Decision
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// Rand is the source of device ids. Nil means crypto/rand.
@@ -128,13 +136,23 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 				st.AddReason(r.String())
 			}
 			next(ctx)
-			if st.Decision == reqstate.DecisionAllow {
+			if st.Decision == reqstate.DecisionAllow && !shadowHeld(ctx, o.ShadowDecision) {
 				if err := svc.Allowed(context.Background(), req.Issuer, req.Subject, &a, id, t); err != nil {
 					log.LogAttrs(ctx, slog.LevelWarn, "risk: history update failed", slog.Any("error", err))
 				}
 			}
 		}
 	}, nil
+}
+
+// shadowHeld reports whether shadow mode let through a request that
+// enforcement would have held (step-up or deny).
+func shadowHeld(ctx *fasthttp.RequestCtx, shadow func(*fasthttp.RequestCtx) reqstate.Decision) bool {
+	if shadow == nil {
+		return false
+	}
+	d := shadow(ctx)
+	return d != reqstate.DecisionNone && d != reqstate.DecisionAllow
 }
 
 func setCookie(ctx *fasthttp.RequestCtx, name, value, domain string, life time.Duration, secure bool) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -328,5 +329,73 @@ func TestServiceForgetDevices(t *testing.T) {
 	s.Assess(ctx, &Request{Issuer: iss, Subject: "sarah", IP: london, Traits: chromeTraits, DeviceID: laptop}, t0.Add(time.Minute), &a)
 	if diff := cmp.Diff([]Reason{ReasonNewDevice}, a.Result.List()); diff != "" {
 		t.Fatalf("after forget (-want +got):\n%s", diff)
+	}
+}
+
+// TestShadowAllowDoesNotLaunderLocation is a security regression test.
+// Attack: a stolen session cookie is used first on a route in shadow mode,
+// which lets the request through while logging "would step up". If that
+// request counted as an allowed one, its location (Changchun) would become
+// the user's last location, and the next request on an enforcing route
+// would no longer be impossible travel. Only a request that risk itself
+// would allow may update the history.
+func TestShadowAllowDoesNotLaunderLocation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		shadow     reqstate.Decision // what the shadow route would have decided
+		wantTravel bool              // impossible_travel still fires on the next request
+	}{
+		{name: "shadow would step up: history untouched", shadow: reqstate.DecisionStepUp, wantTravel: true},
+		{name: "shadow would deny: history untouched", shadow: reqstate.DecisionDeny, wantTravel: true},
+		{name: "shadow would allow: location recorded", shadow: reqstate.DecisionAllow, wantTravel: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newService(t, newMemStore())
+			codec, err := device.NewCookieCodec([][]byte{bytes.Repeat([]byte{2}, 32)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := t0
+			mo := MiddlewareOptions{Service: s, Cookie: codec, Now: func() time.Time { return now },
+				ShadowDecision: func(*fasthttp.RequestCtx) reqstate.Decision { return tc.shadow }}
+			mw, err := Middleware(mo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var reasons []string
+			// Shadow mode: policy always allows.
+			h := mw(func(ctx *fasthttp.RequestCtx) {
+				st := reqstate.Get(ctx)
+				reasons = append([]string(nil), st.Reasons()...)
+				st.Decision = reqstate.DecisionAllow
+			})
+			newCtx := func(ip string) *fasthttp.RequestCtx {
+				ctx := &fasthttp.RequestCtx{}
+				ctx.Request.Header.SetUserAgentBytes(chromeTraits.UserAgent)
+				st := reqstate.Get(ctx)
+				st.ClientIP = netip.MustParseAddr(ip)
+				st.Method = reqstate.MethodSession
+				st.Principal.Issuer, st.Principal.Subject = iss, "sarah"
+				return ctx
+			}
+			if _, err := BindDevice(newCtx("81.2.69.142"), &mo, iss, "sarah"); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitL1()
+			now = t0.Add(10 * time.Minute)
+			h(newCtx("175.16.199.0"))
+			if !slices.Contains(reasons, "impossible_travel") {
+				t.Fatalf("first Changchun request: reasons %v, want impossible_travel", reasons)
+			}
+			s.WaitL1()
+			now = now.Add(time.Minute)
+			h(newCtx("175.16.199.0"))
+			if got := slices.Contains(reasons, "impossible_travel"); got != tc.wantTravel {
+				t.Errorf("second Changchun request: impossible_travel %v, want %v (reasons %v)", got, tc.wantTravel, reasons)
+			}
+		})
 	}
 }

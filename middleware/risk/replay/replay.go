@@ -7,10 +7,10 @@
 // sec_ch_ua_mobile, ja4, device_id, route, event (login | step_up |
 // request; default request) and label (carried through untouched). Output:
 // each input line with score, reasons, decision and location appended.
-// Events are processed in input order with their own timestamps; a
-// successful login or step_up is scored, then binds the device and records
-// the location through Service.BindDevice exactly as the proxy's login
-// hook; an allowed request updates the last location through
+// Events are processed in input order with their own timestamps; a login
+// or step_up is scored, then, when the proxy's login hook would trust it
+// (see Options.LoginStepUpAt), binds the device and records the location
+// through Service.BindDevice exactly as that hook does; an allowed request updates the last location through
 // Service.Allowed exactly as the proxy does after policy allowed it.
 //
 // Trust boundary: the input is the operator's own log, but it is parsed
@@ -49,6 +49,13 @@ type Options struct {
 	Default risk.Thresholds
 	// Issuer is the issuer events are attributed to. "" means "replay".
 	Issuer string
+	// LoginStepUpAt is the score at which a login event is not trusted,
+	// as in the proxy's login hook: a password-only login that scores this
+	// much (new country, impossible travel, ...) does not bind its device
+	// or record its location; only a later step_up event does. A step_up
+	// event (the step-up factor was used) binds at any score. Neither
+	// binds when a hard-deny reason fired. Zero means 40.
+	LoginStepUpAt int
 	// ProgressEvery prints progress to stderr every N lines. Zero means
 	// 100,000; negative disables.
 	ProgressEvery int
@@ -128,6 +135,10 @@ func Run(ctx context.Context, cfg Options, in io.Reader, out io.Writer, stderr i
 	if every == 0 {
 		every = 100_000
 	}
+	loginAt := cfg.LoginStepUpAt
+	if loginAt <= 0 {
+		loginAt = 40
+	}
 	maxLine := cfg.MaxLineBytes
 	if maxLine <= 0 {
 		maxLine = 64 << 10
@@ -184,7 +195,13 @@ func Run(ctx context.Context, cfg Options, in io.Reader, out io.Writer, stderr i
 		dec := th.Decide(&a.Result)
 		st.Decisions[dec]++
 		switch kind {
-		case kindLogin:
+		case kindLogin, kindStepUp:
+			// Exactly the proxy's login hook: an untrusted login leaves
+			// the history alone, so the attacker who phished a password
+			// does not become "home" by signing in.
+			if a.Result.HardDeny || (kind == kindLogin && a.Result.Score >= loginAt) {
+				break
+			}
 			if err := svc.BindDevice(ctx, issuer, ev.Sub, a.Location, req.DeviceID, a.Fingerprint, t); err != nil {
 				return st, fmt.Errorf("replay: line %d: %w", st.Lines, err)
 			}
@@ -217,7 +234,8 @@ type kind uint8
 
 const (
 	kindRequest kind = iota
-	kindLogin        // login and step_up: both bind on success
+	kindLogin        // password login: binds when not risky
+	kindStepUp       // login with the step-up factor: binds unless hard-denied
 )
 
 func parse(line []byte, ev *event) (time.Time, netip.Addr, kind, error) {
@@ -242,8 +260,10 @@ func parse(line []byte, ev *event) (time.Time, netip.Addr, kind, error) {
 	switch ev.Event {
 	case "", "request":
 		k = kindRequest
-	case "login", "step_up":
+	case "login":
 		k = kindLogin
+	case "step_up":
+		k = kindStepUp
 	default:
 		return time.Time{}, netip.Addr{}, 0, fmt.Errorf("unknown event %q", ev.Event)
 	}
