@@ -141,3 +141,61 @@ func TestDiscovery(t *testing.T) {
 		t.Error("discovery with mismatched issuer accepted")
 	}
 }
+
+// TestCachedTokenOfRemovedKeyRejected: the verified-token cache must not
+// keep a token alive after the key that verified it is withdrawn from the
+// issuer's JWKS (a key rotated out after a compromise would otherwise keep
+// forged tokens passing for up to CacheTTL). A routine refresh that serves
+// the same keys must not cost cached tokens a new verification.
+//
+// Not parallel: testing.AllocsPerRun refuses to run in a parallel test.
+func TestCachedTokenOfRemovedKeyRejected(t *testing.T) {
+	k := testKeySet(t)
+	jwks := newJWKSServer(t, defaultJWKS(t))
+	v := newTestVerifier(t, jwks, nil)
+	ctx := t.Context()
+	old := []byte(mkJWT(t, map[string]any{"alg": "RS256", "kid": "rsa1"}, validClaims(), k.rsa))
+	keep := []byte(mkJWT(t, map[string]any{"alg": "ES256", "kid": "ec1"}, validClaims(), k.ec))
+	for _, tok := range [][]byte{old, keep} {
+		if _, err := v.Verify(ctx, tok, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.cache.Wait()
+	refetchAt := func(at time.Time) {
+		t.Helper()
+		before := jwks.fetches.Load()
+		_, _ = v.Verify(ctx, []byte(mkJWT(t, map[string]any{"alg": "ES256", "kid": randomKid(t)}, validClaims(), k.ec)), at)
+		if jwks.fetches.Load() == before {
+			t.Fatal("no refetch happened, test proves nothing")
+		}
+	}
+
+	// Unchanged keys, new set version: still a cache hit (cold path
+	// allocates dozens of times).
+	refetchAt(t0)
+	if allocs := testing.AllocsPerRun(50, func() {
+		if _, err := v.Verify(ctx, keep, t0); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs > 2 {
+		t.Errorf("cached token after an unchanged refresh: %.1f allocs per Verify, want <= 2 (verified again?)", allocs)
+	}
+
+	// rsa1 withdrawn.
+	jwks.set(jwksJSON(t, jwkEntry{"ec1", "ES256", &k.ec.PublicKey}, jwkEntry{"ed1", "EdDSA", k.ed.Public()}))
+	refetchAt(t0.Add(31 * time.Second))
+	if _, err := v.Verify(ctx, old, t0.Add(32*time.Second)); ReasonOf(err) != ReasonUnknownKey {
+		t.Errorf("cached token of a withdrawn key: err = %v, want unknown_key", err)
+	}
+	if _, err := v.Verify(ctx, keep, t0.Add(32*time.Second)); err != nil {
+		t.Errorf("cached token of a key still published: %v", err)
+	}
+
+	// ec1 re-published with other key material: not the key that signed.
+	jwks.set(jwksJSON(t, jwkEntry{"ec1", "ES256", &k.ec2.PublicKey}))
+	refetchAt(t0.Add(63 * time.Second))
+	if _, err := v.Verify(ctx, keep, t0.Add(64*time.Second)); ReasonOf(err) != ReasonBadSignature {
+		t.Errorf("cached token whose kid now names another key: err = %v, want bad_signature", err)
+	}
+}

@@ -3,10 +3,12 @@ package token
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +73,10 @@ type pubKey struct {
 	alg  string // the JWK's alg, "" when the JWK does not pin one
 	kind keyKind
 	key  any // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey
+	// thumb is the RFC 7638 SHA-256 thumbprint of the public key, so that
+	// "is this still the same key" is a fixed-size compare on the cache-hit
+	// path (crypto's Equal methods allocate).
+	thumb [sha256.Size]byte
 }
 
 // compatible reports whether k may verify a signature made with alg
@@ -88,6 +94,16 @@ func (k *pubKey) compatible(alg string, ai algInfo) bool {
 		return ok && ec.Curve == ai.curve
 	}
 	return true
+}
+
+// same reports whether k and o are the same published key: same kid, same
+// pinned alg, same public key material. A key re-served under its kid with
+// different material (the provider replaced it) is not the same key.
+func (k *pubKey) same(o *pubKey) bool {
+	if k.kid != o.kid || k.alg != o.alg || k.kind != o.kind {
+		return false
+	}
+	return k.thumb == o.thumb
 }
 
 // keyIndex is the converted form of one jwk.Set version.
@@ -138,7 +154,13 @@ func buildIndex(set jwk.Set) *keyIndex {
 		default:
 			continue
 		}
-		idx.keys = append(idx.keys, pubKey{kid: kid, alg: alg, kind: kind, key: raw})
+		tp, err := pk.Thumbprint(crypto.SHA256)
+		if err != nil || len(tp) != sha256.Size {
+			continue
+		}
+		entry := pubKey{kid: kid, alg: alg, kind: kind, key: raw}
+		copy(entry.thumb[:], tp)
+		idx.keys = append(idx.keys, entry)
 	}
 	return idx
 }

@@ -61,6 +61,42 @@ type cacheEntry struct {
 	claims  *Claims // nil: negative entry
 	reason  Reason  // for negative entries
 	expires time.Time
+	// pin is the JWKS key that verified claims; nil for HMAC and
+	// introspection entries. A cached token is only as good as its key:
+	// once the issuer stops publishing that key (rotated out, or withdrawn
+	// after a compromise) the entry stops answering and the token is
+	// verified afresh, which then fails.
+	pin *keyPin
+}
+
+// keyPin names the key that verified a cached token and the key set
+// version it was found in.
+type keyPin struct {
+	is  *issuer
+	idx *keyIndex
+	key *pubKey
+}
+
+// stillPublished reports whether the pinned key is in the issuer's current
+// key set. The common case (set unchanged since verification) is a pointer
+// comparison; after a refresh it is a scan of a handful of keys. It never
+// allocates once the current set's index is built.
+func (p *keyPin) stillPublished(ctx context.Context) bool {
+	cur, err := p.is.keys(ctx)
+	if err != nil {
+		// No set at all cannot happen after one verified this token; keep
+		// the entry rather than fail everything on a transient oddity.
+		return true
+	}
+	if cur == p.idx {
+		return true
+	}
+	for i := range cur.keys {
+		if cur.keys[i].same(p.key) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewVerifier builds a Verifier: it validates opts, discovers JWKS URLs
@@ -293,7 +329,7 @@ func (v *Verifier) Verify(ctx context.Context, raw []byte, now time.Time) (*Clai
 	digest := sha256.Sum256(raw)
 	key := binary.LittleEndian.Uint64(digest[:8])
 	if e, ok := v.cache.Get(key); ok && e.digest == digest {
-		if now.Before(e.expires) {
+		if now.Before(e.expires) && (e.pin == nil || e.pin.stillPublished(ctx)) {
 			if e.claims == nil {
 				return nil, &Error{Reason: e.reason}
 			}
@@ -307,11 +343,12 @@ func (v *Verifier) Verify(ctx context.Context, raw []byte, now time.Time) (*Clai
 
 	var (
 		c     *Claims
+		pin   *keyPin
 		until time.Time
 		err   error
 	)
 	if bytes.Count(raw, dot) == 2 {
-		c, err = v.verifyJWT(ctx, raw, now)
+		c, pin, err = v.verifyJWT(ctx, raw, now)
 		if err == nil {
 			until = minTime(now.Add(v.cacheTTL), c.Expiry)
 		}
@@ -333,7 +370,7 @@ func (v *Verifier) Verify(ctx context.Context, raw []byte, now time.Time) (*Clai
 	if err := v.checkRevoked(ctx, c); err != nil {
 		return nil, err
 	}
-	v.store(key, &cacheEntry{digest: digest, claims: c, expires: until}, now)
+	v.store(key, &cacheEntry{digest: digest, claims: c, expires: until, pin: pin}, now)
 	return c, nil
 }
 
@@ -454,55 +491,61 @@ func parseJWS(raw []byte) (hdr jwsHeader, payload []byte, err error) {
 	return hdr, payload, nil
 }
 
-func (v *Verifier) verifyJWT(ctx context.Context, raw []byte, now time.Time) (*Claims, error) {
+// verifyJWT verifies a compact JWS access token. pin is the JWKS key that
+// verified it (nil for HMAC), for the verified-token cache.
+func (v *Verifier) verifyJWT(ctx context.Context, raw []byte, now time.Time) (_ *Claims, pin *keyPin, _ error) {
 	hdr, payload, err := parseJWS(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var rc rawClaims
 	if err := json.Unmarshal(payload, &rc); err != nil {
-		return nil, reject(ReasonMalformed, "claims: %w", err)
+		return nil, nil, reject(ReasonMalformed, "claims: %w", err)
 	}
 	c, err := rc.toClaims(v.groupsClaim)
 	if err != nil {
-		return nil, reject(ReasonMalformed, "claims: %w", err)
+		return nil, nil, reject(ReasonMalformed, "claims: %w", err)
 	}
 	if c.Issuer == "" {
-		return nil, reject(ReasonMissingClaim, "no iss")
+		return nil, nil, reject(ReasonMissingClaim, "no iss")
 	}
 	// Keys are per issuer (RFC 8725 §3.8): the token's own iss picks the
 	// only key set its signature may be checked against.
 	is, ok := v.issuers[c.Issuer]
 	if !ok {
-		return nil, reject(ReasonBadIssuer, "untrusted issuer")
+		return nil, nil, reject(ReasonBadIssuer, "untrusted issuer")
 	}
 	alg := *hdr.Alg
 	ai, ok := is.algs[alg]
 	if !ok {
-		return nil, reject(ReasonUnsupportedAlg, "alg not allowed for issuer")
+		return nil, nil, reject(ReasonUnsupportedAlg, "alg not allowed for issuer")
 	}
 	if is.typ {
 		// RFC 9068 §4: typ must be at+jwt (media types compare
 		// case-insensitively; the application/ prefix may be present).
 		if hdr.Typ == nil || !(strings.EqualFold(*hdr.Typ, "at+jwt") || strings.EqualFold(*hdr.Typ, "application/at+jwt")) {
-			return nil, reject(ReasonBadType, "typ is not at+jwt")
+			return nil, nil, reject(ReasonBadType, "typ is not at+jwt")
 		}
 	}
 	if err := v.checkClaims(c, is.audiences, now); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
-	var keys []any
+	var (
+		keys   []any
+		pinned []*pubKey // parallel to keys; nil for the HMAC secret
+		idx    *keyIndex
+	)
 	if ai.kind == kindHMAC {
-		keys = []any{is.hmac}
+		keys, pinned = []any{is.hmac}, []*pubKey{nil}
 	} else {
 		kid := ""
 		if hdr.Kid != nil {
 			kid = *hdr.Kid
 		}
-		idx, err := is.keys(ctx)
+		idx, err = is.keys(ctx)
 		if err != nil {
-			return nil, &Error{Reason: ReasonUnavailable, Cause: err}
+			return nil, nil, &Error{Reason: ReasonUnavailable, Cause: err}
 		}
 		found := idx.find(kid, alg, ai)
 		if len(found) == 0 && kid != "" && is.refetch(ctx, now, v.refetch) {
@@ -511,10 +554,11 @@ func (v *Verifier) verifyJWT(ctx context.Context, raw []byte, now time.Time) (*C
 			}
 		}
 		if len(found) == 0 {
-			return nil, reject(ReasonUnknownKey, "no matching key")
+			return nil, nil, reject(ReasonUnknownKey, "no matching key")
 		}
 		for _, k := range found {
 			keys = append(keys, k.key)
+			pinned = append(pinned, k)
 		}
 	}
 
@@ -524,7 +568,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, raw []byte, now time.Time) (*C
 	// serialization only and refuses crit-bearing tokens on this path.
 	clock := jwt.ClockFunc(func() time.Time { return now })
 	var lastErr error
-	for _, k := range keys {
+	for i, k := range keys {
 		_, err := jwt.Parse(raw,
 			jwt.WithKey(ai.alg, k),
 			jwt.WithValidate(true),
@@ -534,21 +578,24 @@ func (v *Verifier) verifyJWT(ctx context.Context, raw []byte, now time.Time) (*C
 			jwt.WithClock(clock),
 		)
 		if err == nil {
-			return c, nil
+			if pinned[i] != nil {
+				pin = &keyPin{is: is, idx: idx, key: pinned[i]}
+			}
+			return c, pin, nil
 		}
 		lastErr = err
 	}
 	switch {
 	case errors.Is(lastErr, jwt.TokenExpiredError()):
-		return nil, &Error{Reason: ReasonExpired, Cause: lastErr}
+		return nil, nil, &Error{Reason: ReasonExpired, Cause: lastErr}
 	case errors.Is(lastErr, jwt.TokenNotYetValidError()), errors.Is(lastErr, jwt.InvalidIssuedAtError()):
-		return nil, &Error{Reason: ReasonNotYetValid, Cause: lastErr}
+		return nil, nil, &Error{Reason: ReasonNotYetValid, Cause: lastErr}
 	case errors.Is(lastErr, jws.ErrCritPresent()):
-		return nil, &Error{Reason: ReasonCrit, Cause: lastErr}
+		return nil, nil, &Error{Reason: ReasonCrit, Cause: lastErr}
 	case errors.Is(lastErr, jwt.ValidateError()):
-		return nil, &Error{Reason: ReasonMissingClaim, Cause: lastErr}
+		return nil, nil, &Error{Reason: ReasonMissingClaim, Cause: lastErr}
 	}
-	return nil, &Error{Reason: ReasonBadSignature, Cause: lastErr}
+	return nil, nil, &Error{Reason: ReasonBadSignature, Cause: lastErr}
 }
 
 // checkClaims validates the registered claims (RFC 7519 §4.1, RFC 9068 §4).
