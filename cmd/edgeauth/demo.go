@@ -121,7 +121,21 @@ func runDemo(ctx context.Context, port, idpPort, appPort, adminPort int, stdout,
 		return fmt.Errorf("demo config: %w", err)
 	}
 
-	fmt.Fprintf(stdout, `
+	serving := func() {
+		fmt.Fprintf(stdout, demoBanner, base, issuer, devidp.DemoMFACode, base, base, adminLn.Addr(), vars["DEMO_AUDIT_FILE"])
+		if ready != nil {
+			ready <- base
+		}
+	}
+	err = serve(ctx, "", cfg, logger, &listeners{main: mainLn, admin: adminLn, serving: serving})
+	cancel() // stop the provider too when edgeauth stopped on its own
+	if ierr := <-idpDone; err == nil && ierr != nil && !errors.Is(ierr, context.Canceled) {
+		err = ierr
+	}
+	return err
+}
+
+const demoBanner = `
 edgeauth demo is running. Open this in a browser:
 
     %s/reports/q3?view=full
@@ -136,17 +150,7 @@ Sign out:                  %s/.edgeauth/logout
 Metrics and health:        http://%s/metrics
 Audit events are written to %s
 Stop with Ctrl-C.
-`, base, issuer, devidp.DemoMFACode, base, base, adminLn.Addr(), vars["DEMO_AUDIT_FILE"])
-	if ready != nil {
-		ready <- base
-	}
-	err = serve(ctx, "", cfg, logger, &listeners{main: mainLn, admin: adminLn})
-	cancel() // stop the provider too when edgeauth stopped on its own
-	if ierr := <-idpDone; err == nil && ierr != nil && !errors.Is(ierr, context.Canceled) {
-		err = ierr
-	}
-	return err
-}
+`
 
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -87,6 +87,8 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // config says".
 type listeners struct {
 	main, admin net.Listener
+	// serving, when set, is called once both listeners accept requests.
+	serving func()
 }
 
 // serve runs edgeauth until ctx ends: builds everything from cfg, serves the
@@ -142,6 +144,18 @@ func serve(ctx context.Context, configPath string, cfg *config.Config, logger *s
 		}
 	}
 
+	if svc.rp != nil {
+		// Give discovery a moment before taking traffic, so the first
+		// visitors are not told sign-in is unavailable; an unreachable
+		// provider does not stop the start (sessions and public routes
+		// work without it, and discovery keeps retrying).
+		wctx, cancel := context.WithTimeout(ctx, cfg.OIDC.DiscoveryTimeout.D())
+		if err := svc.rp.WaitReady(wctx); err != nil {
+			logger.Warn("OIDC provider not reachable yet; logins answer 503 until it is", "issuer", cfg.OIDC.Issuer)
+		}
+		cancel()
+	}
+
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(mainLn) }()
 	if adminLn != nil {
@@ -150,6 +164,9 @@ func serve(ctx context.Context, configPath string, cfg *config.Config, logger *s
 				errc <- fmt.Errorf("admin: %w", err)
 			}
 		}()
+	}
+	if lns != nil && lns.serving != nil {
+		lns.serving()
 	}
 	logger.Info("edgeauth serving", "listen", mainLn.Addr().String(), "admin", addrOf(adminLn),
 		"routes", len(cfg.Routes), "tls", cfg.TLS.Enabled(), "version", buildVersion())

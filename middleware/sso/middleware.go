@@ -399,7 +399,7 @@ func (rp *RP) LogoutCSRFToken(sessionID string) string { return rp.csrfKeys.sign
 
 var logoutPage = template.Must(template.New("logout").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>Sign out</title>
+<meta name="referrer" content="same-origin"><title>Sign out</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:4rem auto;padding:0 1rem}</style></head>
 <body>{{if .Token}}<h1>Sign out?</h1>
 <form method="post" action="{{.Action}}"><input type="hidden" name="csrf" value="{{.Token}}">
@@ -418,7 +418,10 @@ func (rp *RP) handleLogoutPage(ctx *fasthttp.RequestCtx) {
 	var buf bytes.Buffer
 	_ = logoutPage.Execute(&buf, struct{ Action, Token string }{LogoutPath, token})
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
-	ctx.Response.Header.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	// No form-action: browsers apply it to the redirects that follow the
+	// submission too, and the logout continues to the provider's
+	// end_session endpoint on another origin (Chromium blocked it).
+	ctx.Response.Header.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	ctx.SetContentType("text/html; charset=utf-8")
 	ctx.SetBody(buf.Bytes())
 }
@@ -432,6 +435,13 @@ func (rp *RP) sameOrigin(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	if o := ctx.Request.Header.PeekBytes(headerOrigin); len(o) > 0 {
+		if string(o) == "null" {
+			// Browsers send "Origin: null" on same-origin POSTs from pages
+			// under a no-referrer policy (Fetch §3.1); accept it only when
+			// the browser itself vouches for the origin. The CSRF token is
+			// checked as well.
+			return string(ctx.Request.Header.Peek("Sec-Fetch-Site")) == "same-origin"
+		}
 		return strings.EqualFold(string(o), want)
 	}
 	ref := ctx.Request.Header.PeekBytes(headerReferer)

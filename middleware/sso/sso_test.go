@@ -551,6 +551,10 @@ func TestLogout(t *testing.T) {
 		{"cross-site referer", url.Values{"csrf": {tok}}, map[string]string{"Referer": "https://evil.example/x"}},
 		{"missing token", nil, origin},
 		{"token for another session", url.Values{"csrf": {e.rp.LogoutCSRFToken("other")}}, origin},
+		// "Origin: null" is what a same-origin form under a no-referrer
+		// policy sends; it is only believed with Sec-Fetch-Site same-origin.
+		{"null origin, cross-site fetch", url.Values{"csrf": {tok}}, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}},
+		{"null origin, no fetch metadata", url.Values{"csrf": {tok}}, map[string]string{"Origin": "null"}},
 	} {
 		if p := b.stopAt("never").post(e.base+LogoutPath, tc.form, tc.hdr); p.status != 403 {
 			t.Errorf("%s: %d, want 403", tc.name, p.status)
@@ -559,6 +563,9 @@ func TestLogout(t *testing.T) {
 	if _, err := e.store.Get(context.Background(), id); err != nil {
 		t.Fatal("session ended by a rejected logout")
 	}
+	// A real browser posting the confirm form under a no-referrer policy:
+	// accepted (the CSRF token still has to match).
+	origin = map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"}
 	p = b.stopAt(e.idp.Issuer()).post(e.base+LogoutPath, url.Values{"csrf": {tok}}, origin)
 	loc, _ := url.Parse(p.header.Get("Location"))
 	if p.status != http.StatusSeeOther || !strings.HasPrefix(loc.String(), e.idp.Issuer()) {
