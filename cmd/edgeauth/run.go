@@ -23,33 +23,45 @@ import (
 )
 
 func runCommand(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "path to the YAML config file (required)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: edgeauth run -config FILE\n\nServes traffic as the config file says. SIGHUP or a change of the file reloads it;\nSIGTERM drains in-flight requests and stops.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *configPath == "" {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := config.Load(*configPath)
-	if err != nil {
-		printConfigErrors(stderr, *configPath, err)
-		return 1
+	path, cfg, code := loadConfigFlag("run", args, stderr,
+		"Serves traffic as the config file says. SIGHUP or a change of the file reloads it;\nSIGTERM drains in-flight requests and stops.")
+	if cfg == nil {
+		return code
 	}
 	logger := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, *configPath, cfg, logger, nil); err != nil {
+	if err := serve(ctx, path, cfg, logger, nil); err != nil {
 		logger.Error("edgeauth stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// loadConfigFlag parses "-config FILE" for a subcommand and loads the file.
+// It returns a nil config with the exit code on any problem, after telling
+// the user: 2 for usage errors, 1 for an invalid config.
+func loadConfigFlag(name string, args []string, stderr io.Writer, what string) (string, *config.Config, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path to the YAML config file (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: edgeauth %s -config FILE\n\n%s\n", name, what)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", nil, 2
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return "", nil, 2
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		printConfigErrors(stderr, *configPath, err)
+		return "", nil, 1
+	}
+	return *configPath, cfg, 0
 }
 
 func printConfigErrors(w io.Writer, path string, err error) {
