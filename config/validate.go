@@ -538,7 +538,7 @@ func (x *v) audit() {
 	}
 	for i, e := range a.On {
 		if !slices.Contains(AlertEvents, e) {
-			x.add(fmt.Sprintf("audit.alerts.on[%d]", i), e, "must be one of %s", strings.Join(AlertEvents, ", "))
+			x.add(fmt.Sprintf("audit.alerts.on[%d]", i), e, "must be a decision (allow, login, step_up, step_up_failed, deny) or a reason code listed in deploy/CONFIG.md")
 		}
 	}
 }

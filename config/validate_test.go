@@ -291,7 +291,7 @@ func TestValidate(t *testing.T) {
 				`tokens.introspection.client_id: required (RFC 7662 §2.1: the endpoint requires client authentication)`,
 				`tokens.introspection.client_secret: required (or client_secret_file)`,
 				`audit.alerts.secret: required when audit.alerts.url is set (or secret_file)`,
-				`audit.alerts.on[1]: "everything": must be one of allow, login, step_up, step_up_failed, deny`,
+				`audit.alerts.on[1]: "everything": must be a decision (allow, login, step_up, step_up_failed, deny) or a reason code listed in deploy/CONFIG.md`,
 			},
 		},
 		{
