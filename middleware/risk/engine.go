@@ -197,6 +197,9 @@ type Input struct {
 	// raising them again would ask a VPN user to step up on every request.
 	// Hard-deny reasons still apply.
 	AcceptedNetwork bool
+	// NoDevice says the client is not a browser with a device cookie (a
+	// bearer-token API client): device rules do not apply to it.
+	NoDevice bool
 }
 
 // MaxReasons bounds Result.Reasons.
@@ -329,7 +332,7 @@ func (e *Engine) Evaluate(in Input, hist *History, now time.Time, out *Result) {
 		}
 	}
 	switch {
-	case deviceKnown:
+	case deviceKnown, in.NoDevice:
 	case moved:
 		if !out.Has(ReasonFingerprintChanged) {
 			e.add(out, ReasonFingerprintChanged)

@@ -90,8 +90,12 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 				return
 			}
 			h := &ctx.Request.Header
-			id, err := o.Cookie.Decode(h.CookieBytes(nameB))
-			if err != nil {
+			bearer := st.Method == reqstate.MethodBearer || st.Method == reqstate.MethodDPoP
+			var id device.ID
+			var err error
+			if bearer {
+				// API clients get no device cookie: they would not keep it.
+			} else if id, err = o.Cookie.Decode(h.CookieBytes(nameB)); err != nil {
 				// No or invalid cookie: a new device as far as we know.
 				// The new id only becomes "known" at the next login or
 				// step-up (BindDevice), never by being presented.
@@ -120,6 +124,7 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 					JA4:             st.TLSFingerprint,
 				},
 				DeviceID: id,
+				Bearer:   bearer,
 			}
 			req.SessionFingerprint = st.SessionFingerprint
 			req.AcceptedIP = st.AcceptedIP

@@ -250,6 +250,9 @@ type Request struct {
 	// AcceptedIP is the address the session passed its last login or
 	// step-up risk check from (zero if none): see Input.AcceptedNetwork.
 	AcceptedIP netip.Addr
+	// Bearer marks an API client presenting a token: it has no device
+	// cookie, and no login event of its own (see Allowed).
+	Bearer bool
 }
 
 // Assessment is the outcome of Assess.
@@ -259,6 +262,8 @@ type Assessment struct {
 	Result      Result
 	// History is the snapshot evaluated against (read-only; nil if none).
 	History *History
+	// Bearer is copied from the Request.
+	Bearer bool
 }
 
 // Assess locates the request, fingerprints it, loads the history and
@@ -269,7 +274,9 @@ func (s *Service) Assess(ctx context.Context, r *Request, now time.Time, a *Asse
 	a.Location = loc
 	a.Fingerprint = device.Compute(r.Traits)
 	a.History = h
+	a.Bearer = r.Bearer
 	s.eng.Evaluate(Input{
+		NoDevice:           r.Bearer,
 		Location:           loc,
 		DeviceID:           r.DeviceID,
 		Fingerprint:        a.Fingerprint,
@@ -287,7 +294,17 @@ func (s *Service) Allowed(ctx context.Context, iss, sub string, a *Assessment, i
 		return nil
 	}
 	h := a.History.Clone()
-	h.Touch(a.Location, id, a.Fingerprint, now, s.eng.lim)
+	if a.Bearer {
+		// A token client has no login event here: its tokens were issued
+		// after an authentication at the provider. A request that passed
+		// the risk check is that client's "login", so its country and
+		// network become known — otherwise every API client would be asked
+		// to step up from its second request on (new_country, never
+		// recorded). A request that did not pass never gets here.
+		h.RecordSuccess(a.Location, device.ID{}, 0, now, s.eng.lim)
+	} else {
+		h.Touch(a.Location, id, a.Fingerprint, now, s.eng.lim)
+	}
 	return s.save(ctx, iss, sub, h)
 }
 

@@ -399,3 +399,33 @@ func TestShadowAllowDoesNotLaunderLocation(t *testing.T) {
 		})
 	}
 }
+
+// An API client presenting tokens has no device cookie and no login event
+// here. Its requests that pass the risk check record where it works from;
+// before, its second request scored new_device+new_country and was asked
+// to step up although nothing had changed.
+func TestServiceBearerClientLearnsItsPlace(t *testing.T) {
+	t.Parallel()
+	st := newMemStore()
+	s := newService(t, st)
+	ctx := context.Background()
+	london := netip.MustParseAddr("81.2.69.142")
+	req := &Request{Issuer: iss, Subject: "ci-bot", IP: london, Bearer: true}
+	var a Assessment
+	for i := range 3 {
+		now := t0.Add(time.Duration(i) * time.Hour)
+		s.Assess(ctx, req, now, &a)
+		if a.Result.Score >= 40 {
+			t.Fatalf("request %d from the usual place: %v score %d", i, a.Result.List(), a.Result.Score)
+		}
+		if err := s.Allowed(ctx, iss, "ci-bot", &a, device.ID{}, now); err != nil {
+			t.Fatal(err)
+		}
+		s.WaitL1()
+	}
+	// The same token used from Changchun ten minutes later is still held.
+	s.Assess(ctx, &Request{Issuer: iss, Subject: "ci-bot", IP: netip.MustParseAddr("175.16.199.0"), Bearer: true}, t0.Add(2*time.Hour+10*time.Minute), &a)
+	if !a.Result.Has(ReasonImpossibleTravel) || !a.Result.Has(ReasonNewCountry) || a.Result.Has(ReasonNewDevice) {
+		t.Fatalf("stolen token from another continent: %v", a.Result.List())
+	}
+}
