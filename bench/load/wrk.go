@@ -18,6 +18,10 @@ type wrkResult struct {
 	P50, P99       time.Duration
 	Requests       int
 	Errors         int // connect/read/write/timeout errors plus non-2xx/3xx responses
+	Non2xx         int // of Errors, answers that were not 2xx/3xx
+	// CPUPerReq is the server process's CPU time over the run divided by
+	// Requests; filled in by the harness, not by wrk (0: not measured).
+	CPUPerReq time.Duration
 }
 
 var (
@@ -68,6 +72,7 @@ func parseWrk(out []byte) (wrkResult, error) {
 	if m := non2xx.FindSubmatch(out); m != nil {
 		n, _ := strconv.Atoi(string(m[1]))
 		r.Errors += n
+		r.Non2xx = n
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

@@ -26,7 +26,7 @@ Transfer/sec:     12.00MB
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.RequestsPerSec != 97654.30 || r.Requests != 976543 || r.Errors != 7 {
+	if r.RequestsPerSec != 97654.30 || r.Requests != 976543 || r.Errors != 7 || r.Non2xx != 4 {
 		t.Fatalf("got %+v", r)
 	}
 	if r.P50 != 612*time.Microsecond || r.P99 != 1520*time.Microsecond {

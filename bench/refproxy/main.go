@@ -1,31 +1,24 @@
 // Command refproxy is the reference point edgeauth is measured against: the
-// smallest reasonable fasthttp reverse proxy, one HostClient with keep-alive
-// and nothing else. If edgeauth with no auth is much slower than this, the
-// difference is ours to explain.
+// smallest reasonable fasthttp reverse proxy (bench.RefHandler), one
+// HostClient with keep-alive and nothing else. If edgeauth with no auth is
+// much slower than this, the difference is ours to explain; the flags add
+// edgeauth's fasthttp settings one by one to tell how much of it is theirs.
 package main
 
 import (
 	"flag"
 	"log"
 
-	"github.com/valyala/fasthttp"
+	"github.com/edgeauth/edgeauth/bench"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18081", "listen address")
 	upstream := flag.String("upstream", "127.0.0.1:18080", "upstream address")
+	var o bench.RefOptions
+	flag.BoolVar(&o.Stream, "stream", false, "stream request and response bodies as edgeauth does")
+	flag.BoolVar(&o.Timeouts, "timeouts", false, "set edgeauth's default server and upstream deadlines")
+	flag.IntVar(&o.ReadBufferSize, "read-buffer", 0, "server read buffer bytes (edgeauth: 16384; 0: fasthttp default)")
 	flag.Parse()
-
-	client := &fasthttp.HostClient{Addr: *upstream, MaxConns: 1024}
-	handler := func(ctx *fasthttp.RequestCtx) {
-		req, resp := &ctx.Request, &ctx.Response
-		req.Header.Del("Connection")
-		if err := client.Do(req, resp); err != nil {
-			ctx.Error("bad gateway", fasthttp.StatusBadGateway)
-			return
-		}
-		resp.Header.Del("Connection")
-	}
-	server := &fasthttp.Server{Handler: handler, Name: "refproxy"}
-	log.Fatal(server.ListenAndServe(*listen))
+	log.Fatal(bench.NewRefServer(*upstream, o).ListenAndServe(*listen))
 }
