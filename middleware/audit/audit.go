@@ -305,36 +305,61 @@ func (r *Recorder) writeLoop() {
 	if r.alerts != nil {
 		defer close(r.alerts)
 	}
-	for e := range r.events {
-		ev := &e.ev
-		if len(e.reqID) > 0 {
-			ev.RequestID = string(e.reqID)
+	// Events are written in batches: whatever queued up while the last
+	// write ran goes out in one write(2). Under load that is one system
+	// call for many requests instead of one each (it was a third of the
+	// proxy's writes); when idle, each event is still written at once.
+	var batch bytes.Buffer
+	flush := func() {
+		if batch.Len() == 0 {
+			return
 		}
-		ev.SessionID = HashID(ev.SessionID)
-		ev.DeviceID = HashID(ev.DeviceID)
-		e.buf.Reset()
-		if err := json.NewEncoder(&e.buf).Encode(ev); err != nil {
-			r.logger.LogAttrs(r.ctx, slog.LevelError, "audit: encode event", slog.String("error", err.Error()))
-		} else {
-			if _, err := r.out.Write(e.buf.Bytes()); err != nil {
-				r.logger.LogAttrs(r.ctx, slog.LevelError, "audit: write event", slog.String("error", err.Error()))
-			}
-			if r.alerts != nil && r.alerting(ev) {
-				body := bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n"))
-				select {
-				case r.alerts <- body:
-				default:
-					r.alertsDrop.Inc()
-				}
-			}
+		if _, err := r.out.Write(batch.Bytes()); err != nil {
+			r.logger.LogAttrs(r.ctx, slog.LevelError, "audit: write events", slog.String("error", err.Error()))
 		}
-		// Clear references before pooling so a pooled entry does not
-		// keep a principal's strings alive.
-		reasons := ev.Reasons[:0]
-		clear(ev.Reasons)
-		*ev = Event{Reasons: reasons}
-		entries.Put(e)
+		batch.Reset()
 	}
+	for e := range r.events {
+		r.encode(e, &batch)
+		if len(r.events) == 0 || batch.Len() >= maxBatch {
+			flush()
+		}
+	}
+	flush()
+}
+
+// maxBatch bounds one audit write.
+const maxBatch = 64 << 10
+
+// encode appends e as one JSON line to batch, queues an alert when it
+// matches, and returns e to the pool.
+func (r *Recorder) encode(e *entry, batch *bytes.Buffer) {
+	ev := &e.ev
+	if len(e.reqID) > 0 {
+		ev.RequestID = string(e.reqID)
+	}
+	ev.SessionID = HashID(ev.SessionID)
+	ev.DeviceID = HashID(ev.DeviceID)
+	e.buf.Reset()
+	if err := json.NewEncoder(&e.buf).Encode(ev); err != nil {
+		r.logger.LogAttrs(r.ctx, slog.LevelError, "audit: encode event", slog.String("error", err.Error()))
+	} else {
+		batch.Write(e.buf.Bytes())
+		if r.alerts != nil && r.alerting(ev) {
+			body := bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n"))
+			select {
+			case r.alerts <- body:
+			default:
+				r.alertsDrop.Inc()
+			}
+		}
+	}
+	// Clear references before pooling so a pooled entry does not keep a
+	// principal's strings alive.
+	reasons := ev.Reasons[:0]
+	clear(ev.Reasons)
+	*ev = Event{Reasons: reasons}
+	entries.Put(e)
 }
 
 func (r *Recorder) alerting(ev *Event) bool {

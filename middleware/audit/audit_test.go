@@ -141,7 +141,8 @@ func TestMiddlewareRecordsDecisions(t *testing.T) {
 	}
 }
 
-// blockingWriter blocks every Write until released.
+// blockingWriter blocks every Write until released and counts the events
+// (lines) written: several may share one write.
 type blockingWriter struct {
 	release chan struct{}
 	writes  atomic.Int64
@@ -149,7 +150,7 @@ type blockingWriter struct {
 
 func (b *blockingWriter) Write(p []byte) (int, error) {
 	<-b.release
-	b.writes.Add(1)
+	b.writes.Add(int64(bytes.Count(p, []byte("\n"))))
 	return len(p), nil
 }
 
@@ -391,4 +392,53 @@ func BenchmarkMiddleware(b *testing.B) {
 	b.StopTimer()
 	_ = rec.Close(context.Background())
 	b.ReportMetric(float64(rec.Dropped())/float64(b.N), "dropped/op")
+}
+
+// countingWriter counts Write calls and lines, blocking the first call
+// until released so that events queue up behind it.
+type countingWriter struct {
+	mu      sync.Mutex
+	first   chan struct{}
+	calls   int
+	lines   int
+	started chan struct{}
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.calls++
+	n := c.calls
+	c.lines += bytes.Count(p, []byte("\n"))
+	c.mu.Unlock()
+	if n == 1 {
+		close(c.started)
+		<-c.first
+	}
+	return len(p), nil
+}
+
+// Events that queue while a write is in progress go out together: one
+// write(2) for many requests under load.
+func TestEventsQueuedDuringAWriteShareTheNextWrite(t *testing.T) {
+	t.Parallel()
+	w := &countingWriter{first: make(chan struct{}), started: make(chan struct{})}
+	rec, err := New(Options{Writer: w, QueueSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Emit(Event{Type: "request", Decision: "allow"})
+	<-w.started
+	for range 20 {
+		rec.Emit(Event{Type: "request", Decision: "allow"})
+	}
+	close(w.first)
+	closeRec(t, rec)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lines != 21 {
+		t.Fatalf("%d events written, want 21", w.lines)
+	}
+	if w.calls != 2 {
+		t.Errorf("%d writes for 21 events, want 2 (one, then the 20 queued behind it)", w.calls)
+	}
 }
