@@ -449,3 +449,44 @@ func TestKeysDoNotCollide(t *testing.T) {
 		t.Error("sid key without prefix")
 	}
 }
+
+// When a busy session's L1 entry is missing or stale, the requests that
+// arrive together must share one Redis read instead of each sending its
+// own (a burst of reads and new pool connections at every L1 expiry).
+func TestConcurrentMissesShareOneRead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	clock := storetest.NewClock(time.Now())
+	a := newTestStore(t, srv, clock.Now)
+	b := newTestStore(t, srv, clock.Now)
+	ctx := t.Context()
+	s := testSession(clock.Now(), "alice")
+	if err := a.Put(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	before := b.Stats().RedisRoundTrips
+	const n = 64
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			<-start
+			if _, err := b.Get(ctx, s.ID); err != nil {
+				errs <- err
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Get: %v", err)
+	}
+	// Goroutines that start after the shared read finished hit L1; a few
+	// stragglers may start a second read. One read per request (64) is
+	// what this guards against.
+	if rt := b.Stats().RedisRoundTrips - before; rt > n/4 {
+		t.Fatalf("%d concurrent misses sent %d Redis round trips", n, rt)
+	}
+}

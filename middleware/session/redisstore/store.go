@@ -36,6 +36,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/singleflight"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -168,12 +169,13 @@ type entry struct {
 // Store implements session.Store on Redis with an L1 cache and revocation
 // broadcast. Create it with New; it is safe for concurrent use.
 type Store struct {
-	rdb  redis.UniversalClient
-	ps   *redis.PubSub
-	l1   *ristretto.Cache[string, *entry]
-	opts Options
-	log  *slog.Logger
-	now  func() time.Time
+	fetches singleflight.Group // concurrent L1 misses of one id share a read
+	rdb     redis.UniversalClient
+	ps      *redis.PubSub
+	l1      *ristretto.Cache[string, *entry]
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
 
 	prefix  string
 	channel string
@@ -503,7 +505,13 @@ func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
 	}
 	s.stats.l1Misses.Add(1)
 	epoch := s.epoch.Load()
-	sess, err := s.fetch(ctx, id, now)
+	// One Redis read per id at a time: when a busy session's L1 entry
+	// expires, every concurrent request misses at once, and without this
+	// each would read Redis (and open pool connections) for the same
+	// record. The key carries the revocation epoch: a request that starts
+	// after a revocation must not join a read that began before it.
+	v, err, _ := s.fetches.Do(strconv.FormatUint(epoch, 10)+"/"+id, func() (any, error) { return s.fetch(ctx, id, now) })
+	sess, _ := v.(*session.Session)
 	switch {
 	case err == nil:
 		if s.epoch.Load() == epoch {
