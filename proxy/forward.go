@@ -179,7 +179,22 @@ var (
 	// Client-IP claims nobody but our own forwarding headers may carry
 	// upstream (STANDARDS §1.14); always dropped.
 	spoofableHeaders = []string{"X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Forwarded-Port", "X-Forwarded-Uri", "X-Client-Ip"}
+
+	// dropRequest is hopHeaders then spoofableHeaders, in the order they are
+	// deleted (fasthttp's Del moves the last field into the hole, so the
+	// order shows in the forwarded request); dropRequestCanon holds the same
+	// names as fasthttp stores them, for lookups that skip normalising.
+	dropRequest      = append(append([]string(nil), hopHeaders...), spoofableHeaders...)
+	dropRequestCanon = canonicalNames(dropRequest)
 )
+
+func canonicalNames(names []string) [][]byte {
+	out := make([][]byte, len(names))
+	for i, n := range names {
+		out[i] = fasthttp.AppendNormalizedHeaderKey(nil, n)
+	}
+	return out
+}
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
@@ -212,7 +227,8 @@ func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
 			err = u.hc.Do(req, resp)
 		}
 	}
-	ex.upstream = time.Since(start)
+	end := time.Now()
+	ex.upstream = end.Sub(start)
 	ex.addr = u.addr
 	if err != nil {
 		f.fail(ctx, u, err)
@@ -220,7 +236,7 @@ func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
 	if bs := resp.BodyStream(); bs != nil {
-		ex.installOut(ctx, bs, resp.Header.ContentLength(), nil)
+		ex.installOut(ctx, bs, resp.Header.ContentLength(), nil, end.UnixNano())
 	} else {
 		ctx.Response.SetBodyRaw(resp.Body())
 	}
@@ -280,7 +296,7 @@ func isTimeout(err error) bool {
 }
 
 func isUpgrade(h *fasthttp.RequestHeader) bool {
-	return len(h.PeekBytes(hdrUpgrade)) > 0 && h.ConnectionUpgrade()
+	return len(h.PeekCanonical(hdrUpgrade)) > 0 && h.ConnectionUpgrade()
 }
 
 func (f *forwarder) setHost(req *fasthttp.Request, u *upstream) {
@@ -320,18 +336,13 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 	if upgrade {
 		// Keep the protocol name across the Del below.
 		start := len(scratch)
-		scratch = append(scratch, h.PeekBytes(hdrUpgrade)...)
+		scratch = append(scratch, h.PeekCanonical(hdrUpgrade)...)
 		upg = scratch[start:]
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
-	for _, k := range spoofableHeaders {
-		h.Del(k)
-	}
+	deleteFields(h)
 	if upgrade {
-		h.SetBytesKV(hdrUpgrade, upg)
-		h.SetBytesKV(hdrConnection, valUpgrade)
+		h.SetCanonical(hdrUpgrade, upg)
+		h.SetCanonical(hdrConnection, valUpgrade)
 	}
 	// The server keeps its own copy of the client's Connection: close; the
 	// upstream connection stays in the keep-alive pool regardless.
@@ -357,7 +368,7 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 	scratch = appendNode(scratch, peer, false)
 	// Set replaces only the first line; a second spoofed line would survive.
 	h.DelBytes(hdrXForwardedFor)
-	h.SetBytesKV(hdrXForwardedFor, scratch[start:])
+	h.SetCanonical(hdrXForwardedFor, scratch[start:])
 
 	// Forwarded (RFC 7239): same rule.
 	start = len(scratch)
@@ -377,23 +388,111 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 	scratch = append(scratch, ";proto="...)
 	scratch = append(scratch, proto...)
 	h.DelBytes(hdrForwarded)
-	h.SetBytesKV(hdrForwarded, scratch[start:])
+	h.SetCanonical(hdrForwarded, scratch[start:])
 
-	if !trusted || len(h.PeekBytes(hdrXForwardedProto)) == 0 {
+	if !trusted || len(h.PeekCanonical(hdrXForwardedProto)) == 0 {
 		h.DelBytes(hdrXForwardedProto)
-		h.SetBytesKV(hdrXForwardedProto, proto)
+		h.SetCanonical(hdrXForwardedProto, proto)
 	}
-	if !trusted || len(h.PeekBytes(hdrXForwardedHost)) == 0 {
+	if !trusted || len(h.PeekCanonical(hdrXForwardedHost)) == 0 {
 		if len(host) > 0 {
 			start = len(scratch)
 			scratch = append(scratch, host...) // host aliases header storage
 			h.DelBytes(hdrXForwardedHost)
-			h.SetBytesKV(hdrXForwardedHost, scratch[start:])
+			h.SetCanonical(hdrXForwardedHost, scratch[start:])
 		} else {
 			h.DelBytes(hdrXForwardedHost)
 		}
 	}
 	return scratch
+}
+
+// deleteFields removes the hop-by-hop and spoofable fields (dropRequest)
+// from a request, calling Del only for the names it holds: a Del normalises
+// its key and scans every field, and these names are almost never sent.
+//
+// RequestHeader.All cannot tell which are present: it parses the cookies,
+// which then go upstream re-serialised instead of verbatim. So a name
+// counts as present if the client sent it (the raw header block, any case,
+// any value) or if it has a non-empty value now (set by a handler after
+// parsing). Both only err towards a Del, which is harmless.
+func deleteFields(h *fasthttp.RequestHeader) {
+	if len(h.PeekTrailerKeys()) > 0 {
+		// Announced trailers: a second field section and Del side effects
+		// on the announcement. Rare, so the plain way.
+		for _, k := range dropRequest {
+			h.Del(k)
+		}
+		return
+	}
+	present := rawFieldMask(h.RawHeaders(), dropRequest)
+	for i, k := range dropRequestCanon {
+		if present&(1<<i) == 0 && len(h.PeekCanonical(k)) > 0 {
+			present |= 1 << i
+		}
+	}
+	for i, k := range dropRequest {
+		if present&(1<<i) != 0 {
+			h.Del(k)
+		}
+	}
+}
+
+// rawFieldMask returns a bit per entry of names (at most 32) that names a
+// field line of raw, an HTTP/1 field block. Names compare ASCII
+// case-insensitively, as fasthttp normalises them. Malformed lines never
+// clear a bit, so an odd block can only cause extra Dels.
+func rawFieldMask(raw []byte, names []string) uint32 {
+	var m uint32
+	for len(raw) > 0 {
+		line := raw
+		if i := indexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		i := indexByte(line, ':')
+		if i < 0 {
+			continue
+		}
+		key := line[:i]
+		for len(key) > 0 && (key[len(key)-1] == ' ' || key[len(key)-1] == '\t') {
+			key = key[:len(key)-1]
+		}
+		m |= fieldBit(key, names)
+	}
+	return m
+}
+
+// fieldBit is the bit of key's index in names, or 0.
+func fieldBit(key []byte, names []string) uint32 {
+	for i, n := range names {
+		if len(n) == len(key) && equalFold(key, n) {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// equalFold is ASCII case-insensitive equality; unlike asciiEqualFold, s
+// need not be lower case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c, d := b[i], s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if d >= 'A' && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
 }
 
 func isProtected(tok []byte) bool {
@@ -455,8 +554,25 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 			h.DelBytes(tok)
 		}
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
+	if len(h.PeekTrailerKeys()) > 0 {
+		// Announced trailers bring a second field section and Del side
+		// effects on the announcement; rare, so the plain way.
+		for _, k := range hopHeaders {
+			h.Del(k)
+		}
+	} else {
+		// One pass over the fields instead of a normalising Del per name:
+		// these are almost never present. All has no side effects on a
+		// response header (unlike a request's, where it parses cookies).
+		var present uint32
+		for k := range h.All() {
+			present |= fieldBit(k, hopHeaders)
+		}
+		for i, k := range hopHeaders {
+			if present&(1<<i) != 0 {
+				h.Del(k)
+			}
+		}
 	}
 	// The upstream closing its connection says nothing about ours.
 	h.ResetConnectionClose()

@@ -323,7 +323,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetConnectionClose()
 	}
-	ctx.Response.Header.SetBytesKV(hdrRequestID, h.PeekBytes(hdrRequestID))
+	ctx.Response.Header.SetCanonical(hdrRequestID, h.PeekCanonical(hdrRequestID))
 	s.finish(ctx, r, ex)
 }
 
@@ -355,7 +355,7 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, ex *exchange) {
 			ex.log = true
 			ex.status = status
 			ex.bytesIn = ex.in.n
-			ex.reqID = append(ex.reqID[:0], ctx.Request.Header.PeekBytes(hdrRequestID)...)
+			ex.reqID = append(ex.reqID[:0], ctx.Request.Header.PeekCanonical(hdrRequestID)...)
 			ex.method = append(ex.method[:0], ctx.Method()...)
 			ex.path = append(ex.path[:0], ctx.Path()...)
 		}
@@ -367,7 +367,7 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, ex *exchange) {
 		if !ex.out.active {
 			out = bytesOut(&ctx.Response)
 		}
-		s.logAccess(ctx, name, string(ctx.Request.Header.PeekBytes(hdrRequestID)), string(ctx.Method()), string(ctx.Path()),
+		s.logAccess(ctx, name, string(ctx.Request.Header.PeekCanonical(hdrRequestID)), string(ctx.Method()), string(ctx.Path()),
 			status, d, ex.upstream, ex.in.n, out)
 	}
 	s.exPool.Put(ex)
@@ -376,13 +376,13 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, ex *exchange) {
 // setRequestID keeps a well-formed id from a trusted proxy, else makes one.
 func (s *Server) setRequestID(ctx *fasthttp.RequestCtx, trusted bool) {
 	h := &ctx.Request.Header
-	if trusted && validRequestID(h.PeekBytes(hdrRequestID)) {
+	if trusted && validRequestID(h.PeekCanonical(hdrRequestID)) {
 		return
 	}
 	var b [32]byte
 	s.appendRequestID(b[:0])
 	h.DelBytes(hdrRequestID)
-	h.SetBytesKV(hdrRequestID, b[:])
+	h.SetCanonical(hdrRequestID, b[:])
 }
 
 const hexDigits = "0123456789abcdef"

@@ -273,7 +273,7 @@ func (f *forwarder) relay(ctx *fasthttp.RequestCtx, ex *exchange, resp *fasthttp
 	resp.Header.CopyTo(&ctx.Response.Header)
 	cleanResponse(&ctx.Response.Header)
 	if bs := resp.BodyStream(); bs != nil {
-		ex.installOut(ctx, bs, resp.Header.ContentLength(), up)
+		ex.installOut(ctx, bs, resp.Header.ContentLength(), up, time.Now().UnixNano())
 		return
 	}
 	up.Close()
