@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/edgeauth/edgeauth/config"
 )
 
 func TestValidateCommand(t *testing.T) {
@@ -56,5 +63,45 @@ func TestValidateCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The profiler is on the admin listener behind the admin token: it shows
+// memory and goroutine stacks, which must not be public.
+func TestPprofNeedsAdminToken(t *testing.T) {
+	t.Parallel()
+	token := strings.Repeat("a", 40)
+	doc := "admin: {listen: \"127.0.0.1:0\", token: \"" + token + "\"}\nroutes:\n  - {name: app, path: /, upstream: \"http://127.0.0.1:9\", auth: none}\n"
+	cfg, err := config.Parse([]byte(doc), "t.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	svc, err := newServices(context.Background(), cfg, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	h := svc.adminHandlers()["/debug/pprof/"]
+	if h == nil {
+		t.Fatal("no profiler on the admin listener")
+	}
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"", fasthttp.StatusUnauthorized},
+		{"Bearer wrong", fasthttp.StatusUnauthorized},
+		{"Bearer " + token, fasthttp.StatusOK},
+	} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI("/debug/pprof/")
+		if tc.auth != "" {
+			ctx.Request.Header.Set("Authorization", tc.auth)
+		}
+		h(&ctx)
+		if got := ctx.Response.StatusCode(); got != tc.want {
+			t.Errorf("Authorization %q: status %d, want %d", tc.auth, got, tc.want)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"os"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/edgeauth/edgeauth/config"
 	"github.com/edgeauth/edgeauth/middleware"
@@ -418,7 +421,22 @@ func (s *services) adminHandlers() map[string]fasthttp.RequestHandler {
 		s.logger.Error("admin API disabled", "err", err)
 		return nil
 	}
-	return map[string]fasthttp.RequestHandler{"/admin/": h.Handle}
+	return map[string]fasthttp.RequestHandler{
+		"/admin/": h.Handle,
+		// The Go profiler, behind the admin token: "profile before
+		// optimising" should work on a production instance too.
+		"/debug/pprof/": h.Protect(pprofHandler()),
+	}
+}
+
+func pprofHandler() fasthttp.RequestHandler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return fasthttpadaptor.NewFastHTTPHandler(mux)
 }
 
 // buildRoutes compiles cfg's routes with the auth pipeline in front of each.
