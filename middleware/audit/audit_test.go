@@ -142,13 +142,17 @@ func TestMiddlewareRecordsDecisions(t *testing.T) {
 }
 
 // blockingWriter blocks every Write until released and counts the events
-// (lines) written: several may share one write.
+// (lines) written: several may share one write. entered is closed when
+// the first Write starts.
 type blockingWriter struct {
 	release chan struct{}
+	entered chan struct{}
+	once    sync.Once
 	writes  atomic.Int64
 }
 
 func (b *blockingWriter) Write(p []byte) (int, error) {
+	b.once.Do(func() { close(b.entered) })
 	<-b.release
 	b.writes.Add(int64(bytes.Count(p, []byte("\n"))))
 	return len(p), nil
@@ -156,14 +160,18 @@ func (b *blockingWriter) Write(p []byte) (int, error) {
 
 func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	t.Parallel()
-	w := &blockingWriter{release: make(chan struct{})}
+	w := &blockingWriter{release: make(chan struct{}), entered: make(chan struct{})}
 	rec, err := New(Options{Writer: w, QueueSize: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Get the writer stuck in a write (the audit file's disk is slow or
+	// full), then flood it.
+	rec.Emit(Event{Type: "request", Decision: "allow"})
+	<-w.entered
 	done := make(chan struct{})
 	go func() {
-		for range 1000 {
+		for range 999 {
 			rec.Emit(Event{Type: "request", Decision: "allow"})
 		}
 		close(done)
@@ -173,7 +181,7 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Emit blocked on a full queue")
 	}
-	// At most 4 queued plus 1 held by the blocked writer.
+	// At most 4 queued behind the stuck writer; the rest dropped.
 	if d := rec.Dropped(); d < 995 {
 		t.Errorf("dropped = %d, want >= 995", d)
 	}
@@ -361,7 +369,7 @@ func newReqCtx() *fasthttp.RequestCtx {
 // held, entries are dropped and pooled, so only request-path work is
 // measured.
 func TestMiddlewareRequestPathAllocs(t *testing.T) {
-	w := &blockingWriter{release: make(chan struct{})}
+	w := &blockingWriter{release: make(chan struct{}), entered: make(chan struct{})}
 	rec, err := New(Options{Writer: w, QueueSize: 1})
 	if err != nil {
 		t.Fatal(err)
