@@ -22,7 +22,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -146,7 +145,6 @@ type Recorder struct {
 type entry struct {
 	ev    Event
 	reqID []byte
-	buf   bytes.Buffer
 }
 
 var entries = sync.Pool{New: func() any { return new(entry) }}
@@ -354,20 +352,16 @@ func (r *Recorder) encode(e *entry, batch *bytes.Buffer) {
 	}
 	ev.SessionID = HashID(ev.SessionID)
 	ev.DeviceID = HashID(ev.DeviceID)
-	e.buf.Reset()
-	if err := json.NewEncoder(&e.buf).Encode(ev); err != nil {
-		r.logger.LogAttrs(r.ctx, slog.LevelError, "audit: encode event", slog.String("error", err.Error()))
-	} else {
-		batch.Write(e.buf.Bytes())
-		if r.alerts != nil && r.alerting(ev) {
-			body := bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n"))
-			select {
-			case r.alerts <- body:
-			default:
-				r.alertsDrop.Inc()
-			}
+	start := batch.Len()
+	batch.Write(ev.AppendJSON(batch.AvailableBuffer()))
+	if r.alerts != nil && r.alerting(ev) {
+		select {
+		case r.alerts <- bytes.Clone(batch.Bytes()[start:]):
+		default:
+			r.alertsDrop.Inc()
 		}
 	}
+	batch.WriteByte('\n')
 	// Clear references before pooling so a pooled entry does not keep a
 	// principal's strings alive.
 	reasons := ev.Reasons[:0]
