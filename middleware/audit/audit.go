@@ -120,6 +120,7 @@ type Options struct {
 type Recorder struct {
 	out      io.Writer
 	events   chan *entry
+	wake     chan struct{} // nudges the writer when the queue is half full
 	alerts   chan []byte
 	alertOn  []string
 	alertCfg AlertOptions
@@ -169,6 +170,7 @@ func New(o Options) (*Recorder, error) {
 		return nil, errors.New("audit: negative queue size")
 	}
 	r.events = make(chan *entry, qs)
+	r.wake = make(chan struct{}, 1)
 
 	a := &r.alertCfg
 	if a.URL != "" {
@@ -261,6 +263,15 @@ func (r *Recorder) enqueue(e *entry) {
 	}
 	select {
 	case r.events <- e:
+		// The writer sleeps between batches, so a send wakes nobody (a
+		// goroutine switch per request on a busy core). It is woken early
+		// only when the queue is half full.
+		if len(r.events) > cap(r.events)/2 {
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		r.drop(e)
 	}
@@ -321,18 +332,25 @@ func (r *Recorder) writeLoop() {
 	defer tick.Stop()
 	for {
 		select {
-		case e, ok := <-r.events:
-			if !ok {
-				flush()
-				return
-			}
-			r.encode(e, &batch)
-			if batch.Len() >= maxBatch {
-				flush()
-			}
 		case <-tick.C:
-			flush()
+		case <-r.wake:
 		}
+		for drained := false; !drained; {
+			select {
+			case e, ok := <-r.events:
+				if !ok {
+					flush()
+					return
+				}
+				r.encode(e, &batch)
+				if batch.Len() >= maxBatch {
+					flush()
+				}
+			default:
+				drained = true
+			}
+		}
+		flush()
 	}
 }
 
