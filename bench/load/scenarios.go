@@ -245,13 +245,9 @@ func prepareRisk(ctx context.Context, env *scenarioEnv) (eaConfig, []string, fun
 	}
 	cfg.GeoIP = &eaGeoIP{City: city}
 	cfg.TrustedProxies = []string{"127.0.0.1/32"}
+	// Default rules and thresholds: a token client's requests from its
+	// usual place pass (risk records the place of requests that pass).
 	cfg.Routes[0].RiskMode = "enforce"
-	// Score every request but never step up on the score: a bearer client
-	// has no device cookie, and with the default rules its second request
-	// scores new_device+new_country (70) and gets 401, which would measure
-	// the error path. Lists (country/ASN deny) still enforce.
-	noStepUp := 0
-	cfg.Routes[0].StepUpAt = &noStepUp
 	return cfg, append(headers, "X-Forwarded-For: "+benchClientIP), cleanup, nil
 }
 

@@ -213,6 +213,7 @@ func run(ctx context.Context, f flags, args string) (err error) {
 	}
 
 	rep := report{Date: time.Now(), Cores: runtime.NumCPU(), Duration: f.duration, Conns: f.conns, Pinning: pinning,
+		LoadAvg: loadAverage(),
 		Command: "go run ./bench/redis " + args}
 	if out, err := exec.CommandContext(ctx, "lscpu").Output(); err == nil {
 		rep.CPUModel = parseCPUModel(string(out))
@@ -727,4 +728,17 @@ func tail(path string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// loadAverage returns the 1/5/15-minute load averages, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], "/")
 }

@@ -274,6 +274,7 @@ type report struct {
 	Duration    time.Duration
 	Conns       int
 	Pinning     string
+	LoadAvg     string // /proc/loadavg's first three fields
 	Rounds      []loadRound
 	Revocations []time.Duration // revoke acknowledged by A → refused by B
 	RevokeCalls []time.Duration // revoke sent to A → refused by B
@@ -296,9 +297,8 @@ func (r report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Redis session store: two instances sharing Redis vs one memory-store instance\n\n")
 	fmt.Fprintf(&b, "Command: `%s` (bench/redis), %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Machine: %s, %d cores. Conditions: the 2 cores are shared with about 7 other engineers "+
-		"compiling and testing at the same time, so absolute figures are noisy; both setups run in the same "+
-		"rounds, alternating, and the ratio is what counts. %s\n\n", r.CPUModel, r.Cores, r.Pinning)
+	fmt.Fprintf(&b, "Machine: %s, %d cores. Conditions: load average %s before the run; both setups run in "+
+		"the same rounds, alternating, and the ratio is what counts. %s\n\n", r.CPUModel, r.Cores, r.LoadAvg, r.Pinning)
 	fmt.Fprintf(&b, "Load: wrk, %d connections per setup (split evenly across A and B for the pair), %s per run "+
 		"after a warm-up, GET of a protected route with a valid session cookie (a real login through the "+
 		"development provider), risk scoring and identity assertion on, as in the default config; upstream "+

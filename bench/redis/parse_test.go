@@ -166,7 +166,7 @@ func TestReportMarkdown(t *testing.T) {
 		Revocations: []time.Duration{time.Millisecond, 2 * time.Millisecond}, RevokeCalls: []time.Duration{3 * time.Millisecond}}
 	md := r.markdown()
 	for _, want := range []string{
-		"AMD EPYC, 2 cores", "shared with about 7 other engineers",
+		"AMD EPYC, 2 cores", "Conditions: load average",
 		"| 1 | 100 | 92 (46 + 46) | 92.0% | 99 | 99.0% | 2.00ms | 3.00ms / 4.00ms | 0 | 0.0100 (10 commands / 1000 requests) |",
 		"median 92.0% over 1 rounds", "get=10",
 		"over 2 single-session revocations", "p50 1.00ms, p99 2.00ms",
