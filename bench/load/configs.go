@@ -75,6 +75,8 @@ type eaLog struct {
 
 type eaAdmin struct {
 	Listen string `yaml:"listen"`
+	// Token opens the admin API and /debug/pprof/ (for -pprof).
+	Token string `yaml:"token,omitempty"`
 }
 
 type eaOIDC struct {

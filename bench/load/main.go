@@ -41,6 +41,8 @@ type options struct {
 	scenarios        []string
 	targets          []string // "" = all
 	straceFor        time.Duration
+	pprofFor         time.Duration
+	pprofDir         string
 	serverCPU        int
 	wrkCPU           int
 	bodySize         int
@@ -58,6 +60,8 @@ func main() {
 	flag.StringVar(&scen, "scenarios", "noauth", "edgeauth scenarios, comma-separated: "+strings.Join(scenarioNames(), ", "))
 	flag.StringVar(&targets, "targets", "", "limit the baseline targets, comma-separated: direct, refproxy, refproxy-ea (refproxy with edgeauth's fasthttp settings), nginx (empty: all)")
 	flag.DurationVar(&o.straceFor, "strace", 0, "after the rounds, count each server's system calls with strace -c for this long under load (0: off)")
+	flag.DurationVar(&o.pprofFor, "pprof", 0, "after the rounds, take a CPU profile of each edgeauth target for this long under load, from its admin /debug/pprof/ (0: off)")
+	flag.StringVar(&o.pprofDir, "pprof-dir", ".", "where -pprof writes <target>.pprof")
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU the servers are pinned to (-1: no pinning)")
 	flag.IntVar(&o.wrkCPU, "wrk-cpu", 1, "CPU wrk is pinned to (-1: no pinning)")
 	flag.IntVar(&o.bodySize, "body", 64, "upstream response body bytes")
@@ -128,6 +132,9 @@ var baseTargets = []string{"direct", "refproxy", "refproxy-ea", "nginx"}
 func (o options) budget() time.Duration {
 	n := time.Duration(len(baseTargets) + len(o.scenarios))
 	per := o.warmup + time.Duration(o.rounds)*(o.duration+2*time.Second)
+	if o.pprofFor > 0 {
+		per += o.pprofFor + 10*time.Second
+	}
 	if o.straceFor > 0 {
 		per += o.straceFor + 5*time.Second
 	}
@@ -141,6 +148,7 @@ type target struct {
 	headers []string
 	pid     func() (int, error) // the process strace attaches to; nil: none
 	metrics string              // edgeauth admin /metrics URL, else ""
+	pprof   string              // edgeauth admin CPU profile URL, else ""
 }
 
 func run(ctx context.Context, o options, logw io.Writer) (err error) {
@@ -355,6 +363,21 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 				continue
 			}
 			profiles = append(profiles, p)
+		}
+	}
+
+	if o.pprofFor > 0 {
+		for _, t := range ts {
+			if t.pprof == "" {
+				continue
+			}
+			logf("pprof %s", t.name)
+			path, err := cpuProfile(ctx, t, o, o.pprofDir)
+			if err != nil {
+				logf("pprof %s: %v", t.name, err)
+				continue
+			}
+			logf("pprof %s: %s", t.name, path)
 		}
 	}
 

@@ -94,12 +94,15 @@ func scenarioNames() []string {
 	return n
 }
 
+// adminToken opens edgeauth's profiler for -pprof; loopback only.
+const adminToken = "bench-admin-token-0123456789abcdef0123456789"
+
 // baseConfig is one catch-all route to the upstream with auth: none.
 func baseConfig(env *scenarioEnv) eaConfig {
 	return eaConfig{
 		Log:    eaLog{Level: "warn"},
 		Listen: env.listen,
-		Admin:  eaAdmin{Listen: env.admin},
+		Admin:  eaAdmin{Listen: env.admin, Token: adminToken},
 		Routes: []eaRoute{{
 			Name:     "bench",
 			Host:     "*",

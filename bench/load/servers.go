@@ -75,7 +75,8 @@ func startEdgeauth(ctx context.Context, ps *procs, dir string, cpu int, name str
 	if err := p.waitListening(ctx, env.listen, 15*time.Second); err != nil {
 		return target{}, err
 	}
-	return target{name: name, url: "http://" + env.listen + "/", pid: fixedPID(p), metrics: "http://" + env.admin + "/metrics"}, nil
+	return target{name: name, url: "http://" + env.listen + "/", pid: fixedPID(p), metrics: "http://" + env.admin + "/metrics",
+		pprof: "http://" + env.admin + "/debug/pprof/profile"}, nil
 }
 
 // scrape fetches the Prometheus text of every target that has metrics.
@@ -264,4 +265,36 @@ func parseSchedstat(b []byte) (time.Duration, error) {
 		return 0, fmt.Errorf("load: schedstat %q: bad run time", f[0])
 	}
 	return time.Duration(n), nil
+}
+
+// cpuProfile takes a CPU profile of an edgeauth target from its admin
+// listener while wrk loads it, into dir/<target>.pprof.
+func cpuProfile(ctx context.Context, t target, o options, dir string) (string, error) {
+	d := o.pprofFor
+	wrkDone := make(chan error, 1)
+	go func() {
+		_, err := runWrk(ctx, o.wrkCPU, t.url, d+2*time.Second, o.conns, t.headers)
+		wrkDone <- err
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.pprof+"?seconds="+strconv.Itoa(int(d.Seconds())), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err != nil {
+		<-wrkDone
+		return "", fmt.Errorf("load: pprof: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	werr := <-wrkDone
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("load: pprof: status %d: %v", resp.StatusCode, err)
+	}
+	if werr != nil {
+		return "", werr
+	}
+	path := filepath.Join(dir, t.name+".pprof")
+	return path, os.WriteFile(path, body, 0o600)
 }
