@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,6 +16,10 @@ import (
 
 	"github.com/edgeauth/edgeauth/bench"
 	"github.com/edgeauth/edgeauth/config"
+	"github.com/edgeauth/edgeauth/internal/devidp"
+	"github.com/edgeauth/edgeauth/middleware/reqstate"
+	"github.com/edgeauth/edgeauth/middleware/risk/device"
+	"github.com/edgeauth/edgeauth/middleware/session"
 	"github.com/edgeauth/edgeauth/proxy"
 )
 
@@ -38,26 +44,67 @@ func BenchmarkPipeline(b *testing.B) {
 			s := bench.NewRefServer(up, ref.opts)
 			go s.Serve(ln) //nolint:errcheck // Shutdown ends it
 			b.Cleanup(func() { _ = s.Shutdown() })
-			benchGet(b, &fasthttp.HostClient{Addr: "app.test", Dial: func(string) (net.Conn, error) { return ln.Dial() }})
+			benchGet(b, &fasthttp.HostClient{Addr: "app.test", Dial: func(string) (net.Conn, error) { return ln.Dial() }}, "")
 		})
 	}
+	b.Run("noauth", func(b *testing.B) {
+		doc := "log: {level: warn}\nroutes:\n  - {name: app, path: /, upstream: \"http://" + up + "\", auth: none}\n"
+		c, _ := benchEdgeauth(b, benchConfig(b, doc))
+		benchGet(b, c, "")
+	})
+	// A signed-in browser: session cookie, risk on, identity headers and
+	// the signed assertion, audit.
+	idp := httptest.NewServer(nil)
+	b.Cleanup(idp.Close)
+	p, err := devidp.New(devidp.Options{Issuer: idp.URL, Clients: []devidp.Client{{ID: "c", Secret: "s", RedirectURIs: []string{"http://app.test/.edgeauth/callback"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	idp.Config.Handler = p
 	for _, tc := range []struct{ name, route string }{
-		{"noauth", "auth: none"},
+		{"session-risk-off", "risk_mode: off"},
+		{"session", "risk_mode: enforce"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			doc := "log: {level: warn}\nroutes:\n  - {name: app, path: /, upstream: \"http://" + up + "\", " + tc.route + "}\n"
-			cfg, err := config.Parse([]byte(doc), "bench.yaml", func(string) (string, bool) { return "", false })
-			if err != nil {
+			doc := "log: {level: warn}\naudit: {file: " + filepath.Join(b.TempDir(), "audit.jsonl") + "}\n" +
+				"oidc: {issuer: \"" + idp.URL + "\", client_id: c, client_secret: s}\n" +
+				"session: {secrets: [\"0123456789abcdef0123456789abcdef0123456789abcdef\"]}\n" +
+				"routes:\n  - {name: app, host: app.test, path: /, upstream: \"http://" + up + "\", " + tc.route + "}\n"
+			c, svc := benchEdgeauth(b, benchConfig(b, doc))
+			now := time.Now()
+			sess := &session.Session{ID: session.NewID(), Issuer: idp.URL, Subject: "alice", Email: "alice@example.com",
+				EmailVerified: true, Groups: []string{"staff"}, AuthTime: now, CreatedAt: now, LastSeen: now,
+				ExpiresAt: now.Add(time.Hour), TokenExpiry: now.Add(time.Hour), IP: "127.0.0.1"}
+			if err := svc.store.Put(context.Background(), sess); err != nil {
 				b.Fatal(err)
 			}
-			benchGet(b, benchEdgeauth(b, cfg))
+			cookie := "edgeauth_session=" + svc.codec.Encode(sess.ID)
+			if svc.riskMW != nil {
+				// A browser keeps its device cookie; bind it as a login would.
+				id := device.ID{1}
+				cookie += "; edgeauth_device=" + svc.riskMW.Cookie.Encode(id)
+				if err := svc.riskSvc.BindDevice(context.Background(), idp.URL, "alice", reqstate.Location{}, id,
+					device.Compute(device.Traits{}), now); err != nil {
+					b.Fatal(err)
+				}
+				svc.riskSvc.WaitL1()
+			}
+			benchGet(b, c, cookie)
 		})
 	}
 }
 
+func benchConfig(b *testing.B, doc string) *config.Config {
+	cfg, err := config.Parse([]byte(doc), "bench.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
 // benchGet sends small GETs from parallel clients, as a load generator
 // with several connections would.
-func benchGet(b *testing.B, c *fasthttp.HostClient) {
+func benchGet(b *testing.B, c *fasthttp.HostClient, cookie string) {
 	b.ReportAllocs()
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
@@ -65,6 +112,9 @@ func benchGet(b *testing.B, c *fasthttp.HostClient) {
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		req.SetRequestURI("http://app.test/reports")
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
 		for pb.Next() {
 			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 				b.Errorf("%v %d", err, resp.StatusCode())
@@ -86,7 +136,7 @@ func benchUpstream(b *testing.B) string {
 	return ln.Addr().String()
 }
 
-func benchEdgeauth(b *testing.B, cfg *config.Config) *fasthttp.HostClient {
+func benchEdgeauth(b *testing.B, cfg *config.Config) (*fasthttp.HostClient, *services) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	metrics, err := proxy.NewMetrics(reg)
@@ -116,5 +166,5 @@ func benchEdgeauth(b *testing.B, cfg *config.Config) *fasthttp.HostClient {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return &fasthttp.HostClient{Addr: "app.test", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	return &fasthttp.HostClient{Addr: "app.test", Dial: func(string) (net.Conn, error) { return ln.Dial() }}, svc
 }
