@@ -13,6 +13,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgeauth/edgeauth/config"
+	"github.com/edgeauth/edgeauth/middleware/audit"
+	"github.com/edgeauth/edgeauth/middleware/session"
+	"github.com/edgeauth/edgeauth/middleware/session/admin"
 )
 
 func TestValidateCommand(t *testing.T) {
@@ -103,5 +106,16 @@ func TestPprofNeedsAdminToken(t *testing.T) {
 		if got := ctx.Response.StatusCode(); got != tc.want {
 			t.Errorf("Authorization %q: status %d, want %d", tc.auth, got, tc.want)
 		}
+	}
+}
+
+// Security teams match an audit event's session to a log line and to the
+// admin API's session list: all three must print a session id the same
+// way. audit cannot import session, so it keeps its own copy.
+func TestSessionHashesCorrelate(t *testing.T) {
+	t.Parallel()
+	id := session.NewID()
+	if a, s, ad := audit.HashID(id), session.HashID(id), admin.HashID(id); a != s || s != ad {
+		t.Fatalf("audit %q, session %q, admin %q for the same id", a, s, ad)
 	}
 }

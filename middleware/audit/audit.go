@@ -20,7 +20,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -67,15 +66,18 @@ type Event struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// HashID returns the form in which session and device ids are logged: the
-// first 96 bits of SHA-256, base64url. The ids are 256-bit random values,
-// so the hash cannot be reversed, yet it correlates events of one session.
+// HashID returns the form in which session and device ids are logged:
+// the first 64 bits of SHA-256, hex — the same form as session.HashID, so
+// an audit event, a log line and the admin API's session list can be
+// matched by security teams (cmd/edgeauth has a test holding the two
+// together; audit must not import the session package). The ids are
+// 256-bit random values, so the hash cannot be reversed.
 func HashID(raw string) string {
 	if raw == "" {
 		return ""
 	}
 	sum := sha256.Sum256([]byte(raw))
-	return base64.RawURLEncoding.EncodeToString(sum[:12])
+	return hex.EncodeToString(sum[:8])
 }
 
 // AlertOptions configures webhook alerts. The zero value disables alerts.

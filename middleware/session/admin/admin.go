@@ -13,8 +13,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -26,10 +24,7 @@ import (
 
 // HashID returns the first 16 hex digits of SHA-256(id): enough to tell a
 // user's sessions (or devices) apart, useless to hijack one.
-func HashID(id string) string {
-	h := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(h[:8])
-}
+func HashID(id string) string { return session.HashID(id) }
 
 // SessionView is what the API shows of a session.
 type SessionView struct {

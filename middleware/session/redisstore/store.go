@@ -30,10 +30,8 @@ package redisstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"golang.org/x/sync/singleflight"
@@ -398,12 +396,6 @@ func (s *Store) blobKey(key string) string { return s.prefix + "b:" + key }
 // ids never start with a NUL byte.
 func l1BlobKey(key string) string { return "\x00b" + key }
 
-// hashID is what logs carry instead of an id or subject.
-func hashID(id string) string {
-	h := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(h[:8])
-}
-
 // expiry is when the session stops being valid at the latest: its absolute
 // end (or CreatedAt+Lifetime when unset) and its idle end.
 func (s *Store) expiry(sess *session.Session) time.Time {
@@ -473,7 +465,7 @@ func (s *Store) degraded(kind, op, id string) {
 		s.stats.revUnknown.Add(1)
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: degraded decision",
-		slog.String("decision", kind), slog.String("op", op), slog.String("id_hash", hashID(id)))
+		slog.String("decision", kind), slog.String("op", op), slog.String("id_hash", session.HashID(id)))
 	if s.opts.OnDegraded != nil {
 		s.opts.OnDegraded(kind)
 	}
@@ -621,7 +613,7 @@ func (s *Store) decode(id string, b []byte) *session.Session {
 			reason = err.Error()
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelError, "redisstore: skipping corrupt session record",
-			slog.String("id_hash", hashID(id)), slog.Int("bytes", len(b)), slog.String("reason", reason))
+			slog.String("id_hash", session.HashID(id)), slog.Int("bytes", len(b)), slog.String("reason", reason))
 		return nil
 	}
 	return sess
@@ -1112,7 +1104,7 @@ func (s *Store) GetBlob(ctx context.Context, key string) ([]byte, error) {
 	if !ok {
 		s.stats.corrupt.Add(1)
 		s.log.LogAttrs(ctx, slog.LevelError, "redisstore: skipping corrupt blob",
-			slog.String("key_hash", hashID(key)), slog.Int("bytes", len(v)))
+			slog.String("key_hash", session.HashID(key)), slog.Int("bytes", len(v)))
 		return nil, session.ErrNotFound
 	}
 	if !now.Before(exp) {
