@@ -920,12 +920,16 @@ func (s *Store) publishAndApply(ctx context.Context, op string, msg revocation, 
 // apply drops revoked ids from L1, records a subject revocation and calls
 // the OnRevoke listeners. old, when known, gives issuer and subject per id.
 func (s *Store) apply(msg revocation, old []*session.Session) {
+	// The subject's revocation time first: once a session is refused here,
+	// its subject's bearer tokens must be refused too (a request seeing the
+	// L1 entry gone could otherwise read the tombstone and answer before
+	// the time was recorded).
+	if msg.At != 0 {
+		s.recordRevocation(subjKey{msg.Iss, msg.Sub}, time.Unix(0, msg.At), s.now())
+	}
 	s.epoch.Add(1)
 	for _, id := range msg.IDs {
 		s.l1.Del(id)
-	}
-	if msg.At != 0 {
-		s.recordRevocation(subjKey{msg.Iss, msg.Sub}, time.Unix(0, msg.At), s.now())
 	}
 	s.lsnMu.RLock()
 	ls := s.listeners
