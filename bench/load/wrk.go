@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"fmt"
-	"os/exec"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/edgeauth/edgeauth/bench"
 )
 
 // wrkResult is what one wrk run measured.
@@ -24,70 +19,19 @@ type wrkResult struct {
 	CPUPerReq time.Duration
 }
 
-var (
-	reqPerSec = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	percentil = regexp.MustCompile(`^\s+(50|99)(?:\.000)?%\s+([0-9.]+)(us|ms|s)`)
-	totalReqs = regexp.MustCompile(`([0-9]+) requests in`)
-	sockErrs  = regexp.MustCompile(`Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)`)
-	non2xx    = regexp.MustCompile(`Non-2xx or 3xx responses: ([0-9]+)`)
-)
-
-// runWrk drives url for d with conns connections on one thread, pinned to
-// cpu when cpu >= 0, sending the extra headers.
+// runWrk runs wrk (bench.RunWrk) and returns the harness's view of it.
 func runWrk(ctx context.Context, cpu int, url string, d time.Duration, conns int, headers []string) (wrkResult, error) {
-	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
-	for _, h := range headers {
-		args = append(args, "-H", h)
-	}
-	args = append(args, url)
-	name := "wrk"
-	if cpu >= 0 {
-		args = append([]string{"-c", strconv.Itoa(cpu), "wrk"}, args...)
-		name = "taskset"
-	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk %s: %w: %s", url, err, out)
-	}
-	return parseWrk(out)
+	r, err := bench.RunWrk(ctx, cpu, url, d, conns, headers)
+	return fromWrk(r), err
 }
 
+// parseWrk reads wrk --latency output (bench.ParseWrk).
 func parseWrk(out []byte) (wrkResult, error) {
-	var r wrkResult
-	m := reqPerSec.FindSubmatch(out)
-	if m == nil {
-		return r, fmt.Errorf("wrk output has no Requests/sec: %s", out)
-	}
-	r.RequestsPerSec, _ = strconv.ParseFloat(string(m[1]), 64)
-	if m := totalReqs.FindSubmatch(out); m != nil {
-		r.Requests, _ = strconv.Atoi(string(m[1]))
-	}
-	if m := sockErrs.FindSubmatch(out); m != nil {
-		for _, g := range m[1:] {
-			n, _ := strconv.Atoi(string(g))
-			r.Errors += n
-		}
-	}
-	if m := non2xx.FindSubmatch(out); m != nil {
-		n, _ := strconv.Atoi(string(m[1]))
-		r.Errors += n
-		r.Non2xx = n
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		m := percentil.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		v, _ := strconv.ParseFloat(m[2], 64)
-		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[3]]
-		d := time.Duration(v * float64(unit))
-		if strings.HasPrefix(m[1], "50") {
-			r.P50 = d
-		} else {
-			r.P99 = d
-		}
-	}
-	return r, nil
+	r, err := bench.ParseWrk(out)
+	return fromWrk(r), err
+}
+
+func fromWrk(r bench.WrkResult) wrkResult {
+	return wrkResult{RequestsPerSec: r.RequestsPerSec, P50: r.P50, P99: r.P99, Requests: r.Requests,
+		Errors: r.SocketErrors + r.Non2xx, Non2xx: r.Non2xx}
 }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edgeauth/edgeauth/bench"
 	"io"
 	"net"
 	"net/http"
@@ -225,10 +226,10 @@ func run(ctx context.Context, f flags, args string) (err error) {
 	for r := 0; r < f.rounds; r++ {
 		var rd loadRound
 		// Memory store, one instance.
-		if _, err := runWrk(ctx, f.loadCPU, inst["mem"].url()+"/hello", warm, f.conns, hdr(memCookies)); err != nil {
+		if _, err := bench.RunWrk(ctx, f.loadCPU, inst["mem"].url()+"/hello", warm, f.conns, hdr(memCookies)); err != nil {
 			return err
 		}
-		if rd.Memory, err = runWrk(ctx, f.loadCPU, inst["mem"].url()+"/hello", f.duration, f.conns, hdr(memCookies)); err != nil {
+		if rd.Memory, err = bench.RunWrk(ctx, f.loadCPU, inst["mem"].url()+"/hello", f.duration, f.conns, hdr(memCookies)); err != nil {
 			return err
 		}
 		// Redis pair: warm both L1s, then measure with load split evenly.
@@ -248,7 +249,7 @@ func run(ctx context.Context, f flags, args string) (err error) {
 		}
 		rd.Commands, rd.RoundTrips = before.sub(after)
 		// A alone with every connection (its L1 is warm).
-		if rd.RedisSolo, err = runWrk(ctx, f.loadCPU, inst["a"].url()+"/hello", f.duration, f.conns, hdr(pairCookies)); err != nil {
+		if rd.RedisSolo, err = bench.RunWrk(ctx, f.loadCPU, inst["a"].url()+"/hello", f.duration, f.conns, hdr(pairCookies)); err != nil {
 			return err
 		}
 		rep.Rounds = append(rep.Rounds, rd)
@@ -524,40 +525,19 @@ func measureRevocations(ctx context.Context, hc *http.Client, codec *session.Cod
 	return fromAck, fromSend, nil
 }
 
-// runWrk drives u for d with conns connections on one thread, pinned to cpu
-// when cpu >= 0.
-func runWrk(ctx context.Context, cpu int, u string, d time.Duration, conns int, headers []string) (wrkResult, error) {
-	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
-	for _, h := range headers {
-		args = append(args, "-H", h)
-	}
-	args = append(args, u)
-	name := "wrk"
-	if cpu >= 0 {
-		args = append([]string{"-c", strconv.Itoa(cpu), "wrk"}, args...)
-		name = "taskset"
-	}
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk %s: %w: %s", u, err, out)
-	}
-	r, err := parseWrk(out)
-	if err != nil {
-		return r, fmt.Errorf("wrk %s: %w: %s", u, err, out)
-	}
-	return r, nil
-}
-
 // runPair loads A and B at once, half the connections each.
 func runPair(ctx context.Context, cpu int, inst map[string]*instance, d time.Duration, conns int, headers []string) (wrkResult, wrkResult, error) {
 	var wg sync.WaitGroup
 	var ra, rb wrkResult
 	var ea, eb error
 	wg.Add(2)
-	go func() { defer wg.Done(); ra, ea = runWrk(ctx, cpu, inst["a"].url()+"/hello", d, conns/2, headers) }()
 	go func() {
 		defer wg.Done()
-		rb, eb = runWrk(ctx, cpu, inst["b"].url()+"/hello", d, conns-conns/2, headers)
+		ra, ea = bench.RunWrk(ctx, cpu, inst["a"].url()+"/hello", d, conns/2, headers)
+	}()
+	go func() {
+		defer wg.Done()
+		rb, eb = bench.RunWrk(ctx, cpu, inst["b"].url()+"/hello", d, conns-conns/2, headers)
 	}()
 	wg.Wait()
 	return ra, rb, errors.Join(ea, eb)

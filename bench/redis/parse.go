@@ -8,6 +8,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/edgeauth/edgeauth/bench"
 	"html"
 	"regexp"
 	"slices"
@@ -17,69 +18,8 @@ import (
 	"time"
 )
 
-// wrkResult is what one wrk run measured.
-type wrkResult struct {
-	Requests       int
-	RequestsPerSec float64
-	P50, P99       time.Duration
-	// Errors counts socket errors (connect, read, write, timeout).
-	Errors int
-	// Non2xx counts responses wrk calls "Non-2xx or 3xx" (status >= 400).
-	// The harness sends API-style requests (no Accept: text/html), so a
-	// refused session is a 401 and counts here.
-	Non2xx int
-}
-
-var (
-	wrkReqPerSec = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkTotal     = regexp.MustCompile(`([0-9]+) requests in`)
-	wrkPct       = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([0-9.]+)(us|ms|s)\s*$`)
-	wrkSockErrs  = regexp.MustCompile(`Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)`)
-	wrkNon2xx    = regexp.MustCompile(`Non-2xx or 3xx responses: ([0-9]+)`)
-)
-
-// parseWrk reads the output of `wrk --latency`.
-func parseWrk(out []byte) (wrkResult, error) {
-	var r wrkResult
-	m := wrkReqPerSec.FindSubmatch(out)
-	if m == nil {
-		return r, errors.New("wrk output has no Requests/sec line")
-	}
-	var err error
-	if r.RequestsPerSec, err = strconv.ParseFloat(string(m[1]), 64); err != nil {
-		return r, fmt.Errorf("wrk Requests/sec: %w", err)
-	}
-	m = wrkTotal.FindSubmatch(out)
-	if m == nil {
-		return r, errors.New("wrk output has no request count")
-	}
-	if r.Requests, err = strconv.Atoi(string(m[1])); err != nil {
-		return r, fmt.Errorf("wrk request count: %w", err)
-	}
-	for _, p := range wrkPct.FindAllSubmatch(out, -1) {
-		v, err := strconv.ParseFloat(string(p[2]), 64)
-		if err != nil {
-			return r, fmt.Errorf("wrk latency: %w", err)
-		}
-		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p[3])]
-		d := time.Duration(v * float64(unit))
-		if string(p[1]) == "50" {
-			r.P50 = d
-		} else {
-			r.P99 = d
-		}
-	}
-	if m := wrkSockErrs.FindSubmatch(out); m != nil {
-		for _, g := range m[1:] {
-			n, _ := strconv.Atoi(string(g)) // digits only by the pattern
-			r.Errors += n
-		}
-	}
-	if m := wrkNon2xx.FindSubmatch(out); m != nil {
-		r.Non2xx, _ = strconv.Atoi(string(m[1]))
-	}
-	return r, nil
-}
+// wrkResult is what one wrk run measured (shared with bench/load).
+type wrkResult = bench.WrkResult
 
 // commandStats maps a Redis command name (lower case, "get", "evalsha",
 // "publish", …) to its call count, from `INFO commandstats`.
@@ -250,7 +190,7 @@ func (r loadRound) soloRatio() float64 {
 
 // errors counts socket errors over every run of the round.
 func (r loadRound) errors() int {
-	return r.Memory.Errors + r.RedisA.Errors + r.RedisB.Errors + r.RedisSolo.Errors
+	return r.Memory.SocketErrors + r.RedisA.SocketErrors + r.RedisB.SocketErrors + r.RedisSolo.SocketErrors
 }
 
 // non2xx counts error responses over every run of the round.

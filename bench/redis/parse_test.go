@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/edgeauth/edgeauth/bench"
 	"os"
 	"strings"
 	"testing"
@@ -20,11 +21,11 @@ func readTestdata(t *testing.T, name string) []byte {
 
 func TestParseWrk(t *testing.T) {
 	t.Parallel()
-	got, err := parseWrk(readTestdata(t, "wrk.txt"))
+	got, err := bench.ParseWrk(readTestdata(t, "wrk.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := wrkResult{Requests: 26771, RequestsPerSec: 2677.05, P50: 2730 * time.Microsecond, P99: 35830 * time.Microsecond, Errors: 3, Non2xx: 4}
+	want := wrkResult{Requests: 26771, RequestsPerSec: 2677.05, P50: 2730 * time.Microsecond, P99: 35830 * time.Microsecond, SocketErrors: 3, Non2xx: 4}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("parseWrk (-want +got):\n%s", diff)
 	}
@@ -33,7 +34,7 @@ func TestParseWrk(t *testing.T) {
 		{name: "no request count", out: "Requests/sec: 12.5\n"},
 		{name: "no rate", out: "  100 requests in 1.00s, 1MB read\n"},
 	} {
-		if _, err := parseWrk([]byte(tc.out)); err == nil {
+		if _, err := bench.ParseWrk([]byte(tc.out)); err == nil {
 			t.Errorf("%s: parseWrk accepted %q", tc.name, tc.out)
 		}
 	}
@@ -181,8 +182,8 @@ func FuzzParseWrk(f *testing.F) {
 	f.Add([]byte("Requests/sec: 1.5\n 10 requests in 1s\n     50%    1.00ms\n"))
 	f.Add([]byte("Requests/sec: 1e309\n 99999999999999999999 requests in\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseWrk(b)
-		if err == nil && (r.Requests < 0 || r.Errors < 0) {
+		r, err := bench.ParseWrk(b)
+		if err == nil && (r.Requests < 0 || r.SocketErrors < 0) {
 			t.Errorf("negative counts from %q: %+v", b, r)
 		}
 	})
