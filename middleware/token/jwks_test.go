@@ -2,8 +2,10 @@ package token
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -123,6 +125,10 @@ func TestDiscovery(t *testing.T) {
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuerURL, jwks.URL+"/jwks.json")
 	})
+	// A document at /other that names the root issuer: a mix-up.
+	mux.HandleFunc("/other/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuerURL, jwks.URL+"/jwks.json")
+	})
 	v, err := NewVerifier(t.Context(), Options{Issuers: []IssuerOptions{{Issuer: issuerURL, Audiences: []string{testAudience}}}, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +145,46 @@ func TestDiscovery(t *testing.T) {
 	_, err = NewVerifier(t.Context(), Options{Issuers: []IssuerOptions{{Issuer: issuerURL + "/other", Audiences: []string{testAudience}}}})
 	if err == nil {
 		t.Error("discovery with mismatched issuer accepted")
+	}
+}
+
+// TestDiscoveryWaitsForProvider: a provider that is down when edgeauth
+// starts must not stop the start. Its tokens are unavailable (503, not
+// "invalid") until discovery succeeds in the background, then verify.
+func TestDiscoveryWaitsForProvider(t *testing.T) {
+	t.Parallel()
+	jwks := newJWKSServer(t, defaultJWKS(t))
+	var up atomic.Bool
+	mux := http.NewServeMux()
+	srv := newHTTPServer(t, mux)
+	issuerURL := srv.URL
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuerURL, jwks.URL+"/jwks.json")
+	})
+	v, err := NewVerifier(t.Context(), Options{Issuers: []IssuerOptions{{Issuer: issuerURL, Audiences: []string{testAudience}}}, Logger: discardLogger()})
+	if err != nil {
+		t.Fatalf("a provider down at start stopped the verifier: %v", err)
+	}
+	defer v.Close()
+	tok := mkJWT(t, map[string]any{"alg": "ES256", "kid": "ec1"}, with(validClaims(), "iss", issuerURL), testKeySet(t).ec)
+	if _, err := v.Verify(t.Context(), []byte(tok), t0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("before discovery: %v, want ErrUnavailable", err)
+	}
+	up.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := v.Verify(t.Context(), []byte(tok), t0)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token still refused 10 s after the provider came up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

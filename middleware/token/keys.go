@@ -197,10 +197,10 @@ type issuer struct {
 	hmac      []byte
 
 	cache *jwk.Cache
-	// res is the jwk.Cache entry for jwksURL, looked up once at build time:
-	// its Resource() is an atomic load, where Cache.Lookup would round-trip
-	// through httprc's controller goroutine on every cold verification.
-	res   *httprc.ResourceBase[jwk.Set]
+	// src is where the keys come from, set once the JWKS URL is known: at
+	// build time, or later when discovery had to wait for the provider.
+	// Until then the issuer's tokens fail as unavailable (503), not as bad.
+	src   atomic.Pointer[keySource]
 	index atomic.Pointer[keyIndex]
 	// lastForced is the unix-nano time of the last kid-triggered refetch;
 	// it gates refetches to one per RefetchInterval per issuer however many
@@ -213,7 +213,11 @@ type issuer struct {
 // keys returns the current index, rebuilding it when jwk.Cache holds a new
 // set version.
 func (is *issuer) keys(ctx context.Context) (*keyIndex, error) {
-	set := is.res.Resource()
+	src := is.src.Load()
+	if src == nil {
+		return nil, fmt.Errorf("token: jwks for %s: provider not discovered yet", is.name)
+	}
+	set := src.res.Resource()
 	if set == nil {
 		return nil, fmt.Errorf("token: jwks for %s: not fetched yet", is.name)
 	}
@@ -238,11 +242,29 @@ func (is *issuer) refetch(ctx context.Context, now time.Time, interval time.Dura
 		return true
 	}
 	_, _, _ = is.sf.Do("refetch", func() (any, error) {
-		_, err := is.cache.Refresh(ctx, is.jwksURL)
+		src := is.src.Load()
+		if src == nil {
+			return nil, nil
+		}
+		_, err := is.cache.Refresh(ctx, src.url)
 		return nil, err
 	})
 	return true
 }
+
+// keySource is an issuer's registered JWKS: the URL and its jwk.Cache
+// entry, looked up once: its Resource() is an atomic load, where
+// Cache.Lookup would round-trip through httprc's controller goroutine on
+// every cold verification.
+type keySource struct {
+	url string
+	res *httprc.ResourceBase[jwk.Set]
+}
+
+// errDiscoveryRefused marks a discovery answer that is wrong rather than
+// unavailable (another issuer, no jwks_uri): a misconfiguration to report
+// at start, not to wait out.
+var errDiscoveryRefused = errors.New("token: discovery document refused")
 
 // guardedClient wraps the HTTP client jwk.Cache uses so that a response
 // that is not a usable key set never reaches the cache: httprc keeps the
@@ -313,10 +335,10 @@ func discover(ctx context.Context, hc *http.Client, iss string) (string, error) 
 		return "", fmt.Errorf("token: discovery %s: %w", iss, err)
 	}
 	if doc.Issuer != iss {
-		return "", fmt.Errorf("token: discovery %s: document names issuer %q", iss, doc.Issuer)
+		return "", fmt.Errorf("%w: %s: document names issuer %q", errDiscoveryRefused, iss, doc.Issuer)
 	}
 	if doc.JWKSURI == "" {
-		return "", fmt.Errorf("token: discovery %s: no jwks_uri", iss)
+		return "", fmt.Errorf("%w: %s: no jwks_uri", errDiscoveryRefused, iss)
 	}
 	return doc.JWKSURI, nil
 }

@@ -30,6 +30,7 @@ type Verifier struct {
 	maxSize     int
 	leeway      time.Duration
 	refetch     time.Duration
+	refresh     time.Duration // longest time between periodic JWKS refreshes
 	cacheTTL    time.Duration
 	groupsClaim string
 	revocation  RevocationChecker
@@ -135,6 +136,7 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 	if refresh < v.refetch {
 		refresh = v.refetch
 	}
+	v.refresh = refresh
 	if v.cacheTTL <= 0 {
 		v.cacheTTL = defaultCacheTTL
 	}
@@ -220,30 +222,73 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 		return nil, fmt.Errorf("token: jwk cache: %w", err)
 	}
 	for _, is := range v.issuers {
+		is.cache = v.jwks
 		if is.jwksURL == "" {
-			is.jwksURL, err = discover(ctx, hc, is.name)
-			if err != nil {
+			url, err := discover(ctx, hc, is.name)
+			switch {
+			case errors.Is(err, errDiscoveryRefused):
 				v.Close()
 				return nil, err
+			case err != nil:
+				// The provider is down at start: keep starting (sessions,
+				// public routes and other issuers work) and keep trying;
+				// this issuer's tokens get 503 until then.
+				v.logger.LogAttrs(ctx, slog.LevelWarn, "token: discovery failed; retrying in the background",
+					slog.String("issuer", is.name), slog.String("error", err.Error()))
+				go v.discoverLater(bg, hc, is)
+				continue
 			}
+			is.jwksURL = url
 		}
-		is.cache = v.jwks
-		err := v.jwks.Register(ctx, is.jwksURL,
-			jwk.WithHTTPClient(v.fetcher),
-			jwk.WithMinInterval(v.refetch),
-			jwk.WithMaxInterval(refresh),
-			jwk.WithWaitReady(false),
-		)
-		if err != nil {
+		if err := v.register(ctx, is, is.jwksURL); err != nil {
 			v.Close()
-			return nil, fmt.Errorf("token: register jwks for %s: %w", is.name, err)
-		}
-		if is.res, err = v.jwks.LookupResource(ctx, is.jwksURL); err != nil {
-			v.Close()
-			return nil, fmt.Errorf("token: register jwks for %s: %w", is.name, err)
+			return nil, err
 		}
 	}
 	return v, nil
+}
+
+// register adds url to the JWK cache and makes it the issuer's key source.
+func (v *Verifier) register(ctx context.Context, is *issuer, url string) error {
+	err := v.jwks.Register(ctx, url,
+		jwk.WithHTTPClient(v.fetcher),
+		jwk.WithMinInterval(v.refetch),
+		jwk.WithMaxInterval(v.refresh),
+		jwk.WithWaitReady(false),
+	)
+	if err != nil {
+		return fmt.Errorf("token: register jwks for %s: %w", is.name, err)
+	}
+	res, err := v.jwks.LookupResource(ctx, url)
+	if err != nil {
+		return fmt.Errorf("token: register jwks for %s: %w", is.name, err)
+	}
+	is.src.Store(&keySource{url: url, res: res})
+	return nil
+}
+
+// discoverLater retries discovery with backoff (1 s doubling to 30 s) until
+// it succeeds or the verifier closes. A refused document is logged and
+// retried too: the provider may be mid-deploy.
+func (v *Verifier) discoverLater(ctx context.Context, hc *http.Client, is *issuer) {
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		url, err := discover(ctx, hc, is.name)
+		if err == nil {
+			err = v.register(ctx, is, url)
+		}
+		if err == nil {
+			v.logger.LogAttrs(ctx, slog.LevelInfo, "token: provider discovered", slog.String("issuer", is.name))
+			return
+		}
+		v.logger.LogAttrs(ctx, slog.LevelWarn, "token: discovery still failing", slog.String("issuer", is.name), slog.String("error", err.Error()))
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // WaitReady blocks until every issuer's first JWKS fetch succeeded or ctx
@@ -251,7 +296,11 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 // before the first fetch, tokens of that issuer fail closed.
 func (v *Verifier) WaitReady(ctx context.Context) error {
 	for _, is := range v.issuers {
-		if err := is.res.Ready(ctx); err != nil {
+		src := is.src.Load()
+		if src == nil {
+			return fmt.Errorf("token: %s not discovered yet", is.name)
+		}
+		if err := src.res.Ready(ctx); err != nil {
 			return fmt.Errorf("token: jwks for %s not ready: %w", is.name, err)
 		}
 	}
