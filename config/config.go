@@ -532,8 +532,6 @@ type Route struct {
 	Timeouts RouteTimeouts `yaml:"timeouts"`
 	// MaxConns per upstream address. Default 512.
 	MaxConns int `yaml:"max_conns"`
-	// MaxIdleConnDuration closes idle upstream connections. Default 90s.
-	MaxIdleConnDuration Duration `yaml:"max_idle_conn_duration"`
 	// MaxBodyBytes is the request body limit. Zero: server.max_body_bytes
 	// (filled in by Parse).
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
@@ -660,15 +658,14 @@ func Default() *Config {
 // routes is decoded on top of it.
 func RouteDefaults() Route {
 	return Route{
-		Path:                "/",
-		HostHeader:          HostHeaderPreserve,
-		Timeouts:            RouteTimeouts{Connect: Duration(5 * time.Second), Read: Duration(30 * time.Second), Write: Duration(30 * time.Second), Idle: Duration(90 * time.Second)},
-		MaxConns:            512,
-		MaxIdleConnDuration: Duration(90 * time.Second),
-		Auth:                AuthRequired,
-		StepUpAt:            40,
-		RiskMode:            RiskEnforce,
-		Bearer:              true,
+		Path:       "/",
+		HostHeader: HostHeaderPreserve,
+		Timeouts:   RouteTimeouts{Connect: Duration(5 * time.Second), Read: Duration(30 * time.Second), Write: Duration(30 * time.Second), Idle: Duration(90 * time.Second)},
+		MaxConns:   512,
+		Auth:       AuthRequired,
+		StepUpAt:   40,
+		RiskMode:   RiskEnforce,
+		Bearer:     true,
 	}
 }
 

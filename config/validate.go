@@ -660,7 +660,6 @@ func (x *v) routes() {
 		x.positive(p+".timeouts.write", r.Timeouts.Write)
 		x.positive(p+".timeouts.idle", r.Timeouts.Idle)
 		x.positiveInt(p+".max_conns", r.MaxConns)
-		x.positive(p+".max_idle_conn_duration", r.MaxIdleConnDuration)
 		if r.MaxBodyBytes < 0 {
 			x.add(p+".max_body_bytes", r.MaxBodyBytes.String(), "must not be negative")
 		}
