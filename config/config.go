@@ -163,12 +163,12 @@ type Server struct {
 	// MaxBodyBytes is the request body limit for routes that set none.
 	// Default 10MiB.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
-	// MaxConns bounds concurrent client connections. Default 100000.
+	// MaxConns bounds concurrent client connections (fasthttp serves one
+	// request per connection at a time, so this also bounds concurrent
+	// requests). Default 100000.
 	MaxConns int `yaml:"max_conns"`
 	// ShutdownTimeout bounds draining on SIGTERM. Default 20s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// Concurrency bounds concurrent requests being served. Default 262144.
-	Concurrency int `yaml:"concurrency"`
 }
 
 // IdentityHeaders names the headers the proxy sets toward upstreams after
@@ -606,7 +606,6 @@ func Default() *Config {
 			MaxBodyBytes:    10 << 20,
 			MaxConns:        100000,
 			ShutdownTimeout: Duration(20 * time.Second),
-			Concurrency:     262144,
 		},
 		IdentityHeaders: IdentityHeaders{
 			User:              "X-Auth-Request-User",

@@ -265,7 +265,6 @@ func (x *v) server() {
 	x.positiveSize("server.max_header_bytes", s.MaxHeaderBytes)
 	x.positiveSize("server.max_body_bytes", s.MaxBodyBytes)
 	x.positiveInt("server.max_conns", s.MaxConns)
-	x.positiveInt("server.concurrency", s.Concurrency)
 }
 
 func (x *v) identityHeaders() {

@@ -318,7 +318,7 @@ func serverOptions(cfg *config.Config, logger *slog.Logger, metrics *proxy.Metri
 		IdleTimeout:    cfg.Server.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.Server.MaxHeaderBytes),
 		MaxBodyBytes:   int(cfg.Server.MaxBodyBytes),
-		Concurrency:    cfg.Server.Concurrency,
+		Concurrency:    cfg.Server.MaxConns,
 		Logger:         logger,
 		Metrics:        metrics,
 		OnClientHello:  svc.onClientHello,
