@@ -17,6 +17,8 @@ import (
 )
 
 // upstream is one address of a route with its own keep-alive pool.
+var schemeHTTP, schemeHTTPS = []byte("http"), []byte("https")
+
 type upstream struct {
 	addr      string
 	hc        *fasthttp.HostClient
@@ -302,6 +304,15 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 func (f *forwarder) setHost(req *fasthttp.Request, u *upstream) {
 	// Request.Write would otherwise replace Host with the URI's host.
 	req.UseHostHeader = true
+	// The inbound URI carries the client's scheme: https when TLS ends
+	// here. HostClient refuses a request whose scheme differs from its own
+	// ("can't follow redirects to a different protocol"), so every request
+	// that arrived over TLS for a plain-HTTP upstream failed with 502.
+	if u.hc.IsTLS {
+		req.URI().SetSchemeBytes(schemeHTTPS)
+	} else {
+		req.URI().SetSchemeBytes(schemeHTTP)
+	}
 	switch f.hostMode {
 	case hostModeUpstream:
 		req.Header.SetHost(u.addr)

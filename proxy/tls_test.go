@@ -86,6 +86,11 @@ func TestTLSReloadAndClientHello(t *testing.T) {
 	if _, body := get(t, c, "https://"+h.addr+"/.edgeauth/x"); body != "hello seen, tag-a.test" {
 		t.Fatalf("reserved handler: %q", body)
 	}
+	// Forwarding a request that arrived over TLS to a plain-HTTP upstream
+	// (it used to fail with 502: the client's https scheme went along).
+	if resp, body := get(t, c, "https://"+h.addr+"/app"); resp.StatusCode() != 200 || body != "up" {
+		t.Fatalf("TLS to plain-HTTP upstream: %d %q", resp.StatusCode(), body)
+	}
 
 	// A broken pair is ignored.
 	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), []byte("garbage"), 0o600); err != nil {
