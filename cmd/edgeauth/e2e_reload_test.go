@@ -27,6 +27,7 @@ func TestConfigFileChangeReloadsUnderLoad(t *testing.T) {
 `, i), 1))
 	}
 
+	base := s.Edgeauth.URL // WriteConfig rewrites the Edgeauth fields; read them once
 	var sent, failed atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -40,7 +41,7 @@ func TestConfigFileChangeReloadsUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := c.Get(s.Edgeauth.URL + "/public/x")
+				resp, err := c.Get(base + "/public/x")
 				sent.Add(1)
 				if err != nil {
 					failed.Add(1)
@@ -57,7 +58,7 @@ func TestConfigFileChangeReloadsUnderLoad(t *testing.T) {
 	for i := range 5 {
 		s.Edgeauth.WriteConfig(t, withDocs(i)) // a rename, as editors and ConfigMaps do
 		e2etest.Eventually(t, 10*time.Second, fmt.Sprintf("reload %d applied from the file change", i), func() bool {
-			resp, _ := e2etest.Navigate(t, anon, fmt.Sprintf("%s/docs%d/x", s.Edgeauth.URL, i), nil)
+			resp, _ := e2etest.Navigate(t, anon, fmt.Sprintf("%s/docs%d/x", base, i), nil)
 			return resp.StatusCode == http.StatusOK
 		})
 	}
