@@ -557,7 +557,11 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 	if err != nil {
 		return nil, wrapErr("policy", err)
 	}
-	if steps.Policy, err = policy.Middleware(rule, &challenger{s: s, realm: r.Name}, s.logger); err != nil {
+	var ch policy.Challenger = policy.APIChallenger{}
+	if s.rp != nil {
+		ch = &challenger{s: s, realm: r.Name}
+	}
+	if steps.Policy, err = policy.Middleware(rule, ch, s.logger); err != nil {
 		return nil, wrapErr("policy", err)
 	}
 	h := cfg.IdentityHeaders
@@ -668,19 +672,15 @@ func reasonStrings(r *risk.Result) []string {
 	return out
 }
 
-// challenger answers policy's login and step-up decisions through the
-// relying party; without one (bearer-only setups) it answers 401.
+// challenger answers policy's login and step-up decisions for browsers
+// through the relying party. Without one (bearer-only setups) routes use
+// policy.APIChallenger.
 type challenger struct {
 	s     *services
 	realm string
 }
 
 func (c *challenger) Login(ctx *fasthttp.RequestCtx) {
-	if c.s.rp == nil {
-		errpage.Write(ctx, fasthttp.StatusUnauthorized, "login_required", "Authentication is required.")
-		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="edgeauth"`)
-		return
-	}
 	c.s.rp.StartLogin(ctx, string(ctx.RequestURI()), nil)
 }
 
@@ -690,10 +690,6 @@ func (c *challenger) Login(ctx *fasthttp.RequestCtx) {
 // redirecting forever.
 func (c *challenger) StepUp(ctx *fasthttp.RequestCtx, acr []string, maxAge time.Duration) {
 	s := c.s
-	if s.rp == nil {
-		token.WriteStepUpChallenge(ctx, acr, maxAge, "A stronger or more recent authentication is required.")
-		return
-	}
 	st := reqstate.Get(ctx)
 	if st.Method == reqstate.MethodSession && s.maxFails > 0 {
 		if sess, err := s.store.Get(ctx, st.SessionID); err == nil {

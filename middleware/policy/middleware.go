@@ -103,3 +103,23 @@ func Middleware(rule *Rule, ch Challenger, logger *slog.Logger) (func(fasthttp.R
 		}
 	}, nil
 }
+
+// APIChallenger answers login and step-up the way API clients are
+// answered — 401 with a Bearer challenge, RFC 9470's for step-up — for a
+// deployment with no sign-in provider to send browsers to (bearer tokens
+// only). It is the one place besides Middleware that writes these
+// challenges, with the same builder.
+type APIChallenger struct{}
+
+// Login writes 401 with a Bearer challenge and no error code.
+func (APIChallenger) Login(ctx *fasthttp.RequestCtx) {
+	errpage.Write(ctx, fasthttp.StatusUnauthorized, ReasonLoginRequired, "Authentication is required.")
+	ctx.Response.Header.SetBytesKV(headerWWWAuthenticate, bearerRealm)
+}
+
+// StepUp writes 401 with the RFC 9470 §3 challenge for acr and maxAge.
+func (APIChallenger) StepUp(ctx *fasthttp.RequestCtx, acr []string, maxAge time.Duration) {
+	errpage.Write(ctx, fasthttp.StatusUnauthorized, "insufficient_user_authentication",
+		"A stronger or more recent authentication is required.")
+	ctx.Response.Header.SetBytesKV(headerWWWAuthenticate, challenge(acr, maxAge, true))
+}

@@ -205,3 +205,19 @@ func BenchmarkMiddlewareAllow(b *testing.B) {
 		h(ctx)
 	}
 }
+
+// With no sign-in provider, browsers get the same answers as API clients.
+func TestAPIChallenger(t *testing.T) {
+	t.Parallel()
+	var login fasthttp.RequestCtx
+	APIChallenger{}.Login(&login)
+	if got := string(login.Response.Header.Peek("WWW-Authenticate")); login.Response.StatusCode() != 401 || got != `Bearer realm="edgeauth"` {
+		t.Errorf("login: %d %q", login.Response.StatusCode(), got)
+	}
+	var step fasthttp.RequestCtx
+	APIChallenger{}.StepUp(&step, []string{"mfa", "phr"}, 5*time.Minute)
+	want := `Bearer error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="mfa phr", max_age=300`
+	if got := string(step.Response.Header.Peek("WWW-Authenticate")); step.Response.StatusCode() != 401 || got != want {
+		t.Errorf("step-up: %d %q, want %q", step.Response.StatusCode(), got, want)
+	}
+}

@@ -3,6 +3,8 @@ package sso
 import (
 	"context"
 	"fmt"
+	"github.com/edgeauth/edgeauth/middleware/policy"
+	"github.com/edgeauth/edgeauth/proxy/errpage"
 	"io"
 	"net"
 	"net/http"
@@ -134,11 +136,11 @@ func newEnv(t *testing.T, eo envOpts) *env {
 	app := func(ctx *fasthttp.RequestCtx) {
 		st := reqstate.Peek(ctx)
 		if st == nil || !st.Authenticated() {
-			rp.LoginOrChallenge(ctx, "edgeauth", nil)
+			loginOrChallenge(rp, ctx, nil)
 			return
 		}
 		if strings.HasPrefix(string(ctx.Path()), "/admin") && st.Principal.ACR != "mfa" {
-			rp.LoginOrChallenge(ctx, "edgeauth", &StepUp{})
+			loginOrChallenge(rp, ctx, &StepUp{})
 			return
 		}
 		fmt.Fprintf(ctx, "hello %s uri=%s acr=%s groups=%s", st.Principal.Subject, ctx.RequestURI(),
@@ -270,4 +272,18 @@ func pollUntil(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for a condition
 	}
+}
+
+// loginOrChallenge answers as the proxy's policy step does: a browser
+// navigation goes to the provider, anything else gets the API challenge.
+func loginOrChallenge(rp *RP, ctx *fasthttp.RequestCtx, stepUp *StepUp) {
+	if errpage.IsBrowserNavigation(ctx) {
+		rp.StartLogin(ctx, string(ctx.RequestURI()), stepUp)
+		return
+	}
+	if stepUp != nil {
+		policy.APIChallenger{}.StepUp(ctx, rp.opts.StepUpACR, rp.opts.StepUpMaxAge)
+		return
+	}
+	policy.APIChallenger{}.Login(ctx)
 }

@@ -36,7 +36,7 @@ var (
 // HttpOnly pre-auth cookie, and answers 302. stepUp nil is a plain login.
 //
 // Whether a request may be redirected at all (browser navigation vs API
-// call) is the caller's decision; see LoginOrChallenge.
+// call) is the caller's decision (policy makes it).
 func (rp *RP) StartLogin(ctx *fasthttp.RequestCtx, returnTo string, stepUp *StepUp) {
 	d := rp.disc.Load()
 	if d == nil {
@@ -96,54 +96,6 @@ func (rp *RP) StartLogin(ctx *fasthttp.RequestCtx, returnTo string, stepUp *Step
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 	ctx.Response.Header.Set(fasthttp.HeaderLocation, conf.AuthCodeURL(state, opts...))
 	ctx.SetStatusCode(fasthttp.StatusFound)
-}
-
-// LoginOrChallenge answers a request that has no valid session: a browser
-// navigation is sent to the provider (StartLogin with the request URI as
-// return_to); anything else gets 401 JSON with a Bearer challenge, because
-// a redirect would break an API client.
-func (rp *RP) LoginOrChallenge(ctx *fasthttp.RequestCtx, realm string, stepUp *StepUp) {
-	if errpage.IsBrowserNavigation(ctx) {
-		rp.StartLogin(ctx, string(ctx.RequestURI()), stepUp)
-		return
-	}
-	if stepUp != nil {
-		WriteStepUpChallenge(ctx, realm, stepUp.orDefaults(rp.opts))
-		return
-	}
-	WriteChallenge(ctx, realm)
-}
-
-func (s *StepUp) orDefaults(o Options) StepUp {
-	out := *s
-	if out.ACR == nil {
-		out.ACR = o.StepUpACR
-	}
-	if out.MaxAge == 0 {
-		out.MaxAge = o.StepUpMaxAge
-	}
-	return out
-}
-
-// WriteChallenge answers 401 with `WWW-Authenticate: Bearer realm="..."`
-// and no error code (RFC 6750 §3.1: none when no credential was sent).
-func WriteChallenge(ctx *fasthttp.RequestCtx, realm string) {
-	errpage.Write(ctx, fasthttp.StatusUnauthorized, "login_required", "Authentication is required.")
-	ctx.Response.Header.Set(headerWWWAuth, "Bearer realm="+strconv.Quote(realm))
-}
-
-// WriteStepUpChallenge answers 401 with the RFC 9470 §3 challenge.
-func WriteStepUpChallenge(ctx *fasthttp.RequestCtx, realm string, s StepUp) {
-	errpage.Write(ctx, fasthttp.StatusUnauthorized, "insufficient_user_authentication",
-		"A stronger or more recent sign-in is required.")
-	v := "Bearer realm=" + strconv.Quote(realm) + `, error="insufficient_user_authentication"`
-	if len(s.ACR) > 0 {
-		v += ", acr_values=" + strconv.Quote(strings.Join(s.ACR, " "))
-	}
-	if s.MaxAge > 0 {
-		v += ", max_age=" + strconv.FormatInt(int64(s.MaxAge/time.Second), 10)
-	}
-	ctx.Response.Header.Set(headerWWWAuth, v)
 }
 
 // callbackURL returns the absolute redirect_uri for this request.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -267,27 +266,4 @@ func challenge(scheme, code, desc, scope, algs string) string {
 
 func quote(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
-// WriteStepUpChallenge answers an API request whose token is valid but not
-// strong or fresh enough (RFC 9470 §3): 401 with
-// error="insufficient_user_authentication" and the acr_values/max_age the
-// client must obtain. maxAge <= 0 omits max_age. The policy layer calls it.
-func WriteStepUpChallenge(ctx *fasthttp.RequestCtx, acrValues []string, maxAge time.Duration, description string) {
-	if description == "" {
-		description = "A different authentication level is required"
-	}
-	errpage.Write(ctx, fasthttp.StatusUnauthorized, "insufficient_user_authentication", description)
-	var b strings.Builder
-	b.WriteString(challenge("Bearer", "insufficient_user_authentication", description, "", ""))
-	if len(acrValues) > 0 {
-		b.WriteString(`, acr_values="`)
-		b.WriteString(quote(strings.Join(acrValues, " ")))
-		b.WriteByte('"')
-	}
-	if maxAge > 0 {
-		b.WriteString(`, max_age=`)
-		b.WriteString(strconv.FormatInt(int64(maxAge/time.Second), 10))
-	}
-	ctx.Response.Header.SetBytesK(headerWWWAuthenticate, b.String())
 }

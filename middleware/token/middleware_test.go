@@ -224,20 +224,6 @@ func TestMiddlewareRequestShapes(t *testing.T) {
 	}
 }
 
-func TestWriteStepUpChallenge(t *testing.T) {
-	t.Parallel()
-	var ctx fasthttp.RequestCtx
-	ctx.Request.Header.Set("X-Request-Id", "r1")
-	WriteStepUpChallenge(&ctx, []string{"mfa", "phr"}, 5*time.Minute, "")
-	want := `Bearer realm="edgeauth", error="insufficient_user_authentication", error_description="A different authentication level is required", acr_values="mfa phr", max_age=300`
-	if d := cmp.Diff(want, string(ctx.Response.Header.Peek("WWW-Authenticate"))); d != "" {
-		t.Errorf("(-want +got)\n%s", d)
-	}
-	if ctx.Response.StatusCode() != 401 {
-		t.Errorf("status %d", ctx.Response.StatusCode())
-	}
-}
-
 // --- DPoP ---
 
 type dpopKey struct {
