@@ -26,9 +26,6 @@ type MiddlewareOptions struct {
 	// Insecure leaves the Secure attribute off the device cookie, for
 	// plain-HTTP development only. Zero: Secure.
 	Insecure bool
-	// SessionFingerprint returns the fingerprint stored with the current
-	// session (0 if unknown). Nil disables the in-session check.
-	SessionFingerprint func(ctx *fasthttp.RequestCtx, st *reqstate.State) uint64
 	// ShadowDecision returns what a shadow-mode route would have decided
 	// (policy.ShadowDecision; DecisionNone when not in shadow mode). A
 	// request that shadow mode let through but would have stepped up or
@@ -128,9 +125,6 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 			}
 			req.SessionFingerprint = st.SessionFingerprint
 			req.AcceptedIP = st.AcceptedIP
-			if o.SessionFingerprint != nil {
-				req.SessionFingerprint = o.SessionFingerprint(ctx, st)
-			}
 			t := now()
 			var a Assessment
 			svc.Assess(context.Background(), &req, t, &a)
