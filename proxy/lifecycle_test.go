@@ -3,9 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
+	"github.com/edgeauth/edgeauth/internal/wstest"
 	"io"
 	"net"
 	"strings"
@@ -18,60 +17,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// wsEcho is a minimal RFC 6455 upstream: handshake, then echo every frame
-// back unmasked.
-func wsEcho(t testing.TB) string {
-	t.Helper()
-	ln := listenLocal(t)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				var key string
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if k, v, ok := strings.Cut(strings.TrimSpace(l), ": "); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
-						key = v
-					}
-					if l == "\r\n" {
-						break
-					}
-				}
-				sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
-				for {
-					var hdr [2]byte
-					if _, err := io.ReadFull(br, hdr[:]); err != nil {
-						return
-					}
-					n := int(hdr[1] & 0x7f) // test frames are < 126 bytes
-					var mask [4]byte
-					io.ReadFull(br, mask[:])
-					p := make([]byte, n)
-					io.ReadFull(br, p)
-					for i := range p {
-						p[i] ^= mask[i%4]
-					}
-					c.Write(append([]byte{hdr[0], byte(n)}, p...))
-				}
-			}(c)
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
 func TestWebSocketRoundTrip(t *testing.T) {
 	t.Parallel()
-	h := startProxy(t, Options{}, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wsEcho(t)}}}})
+	h := startProxy(t, Options{}, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wstest.Start(t, nil).URL}}}})
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -95,12 +43,7 @@ func TestWebSocketRoundTrip(t *testing.T) {
 		t.Fatalf("handshake response:\n%s", head.String())
 	}
 	for _, msg := range []string{"hello", "second frame"} {
-		mask := [4]byte{1, 2, 3, 4}
-		frame := []byte{0x81, 0x80 | byte(len(msg)), 1, 2, 3, 4}
-		for i := range len(msg) {
-			frame = append(frame, msg[i]^mask[i%4])
-		}
-		if _, err := c.Write(frame); err != nil {
+		if _, err := c.Write(wstest.MaskedText(msg)); err != nil {
 			t.Fatal(err)
 		}
 		got := make([]byte, 2+len(msg))

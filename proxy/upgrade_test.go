@@ -3,9 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
+	"github.com/edgeauth/edgeauth/internal/wstest"
 	"io"
 	"net"
 	"strings"
@@ -18,45 +17,6 @@ import (
 
 const wsHandshake = "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-
-// wsGreeter is a WebSocket upstream that sends a text frame "hi" in the same
-// write as its 101 head, then echoes like wsEcho. It checks that bytes the
-// proxy read past the head while parsing it still reach the client.
-func wsGreeter(t testing.TB) string {
-	t.Helper()
-	ln := listenLocal(t)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				var key string
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if k, v, ok := strings.Cut(strings.TrimSpace(l), ": "); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
-						key = v
-					}
-					if l == "\r\n" {
-						break
-					}
-				}
-				sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
-					base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n\x81\x02hi")
-				io.Copy(io.Discard, br)
-			}(c)
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
 
 // wsDial opens a WebSocket through the proxy and returns the connection and
 // a reader positioned after the 101 head.
@@ -125,7 +85,7 @@ func waitClosed(t *testing.T, c net.Conn, br *bufio.Reader, within time.Duration
 
 func TestUpgradeHeadAndEarlyBytes(t *testing.T) {
 	t.Parallel()
-	h := startProxy(t, Options{}, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wsGreeter(t)}}}})
+	h := startProxy(t, Options{}, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wstest.Start(t, []byte("\x81\x02hi")).URL}}}})
 	_, br, head := wsDial(t, h.addr)
 	for _, want := range []string{"Upgrade: websocket", "Connection: Upgrade", "Sec-Websocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "X-Request-Id: "} {
 		if !strings.Contains(head, want) {
@@ -240,7 +200,7 @@ func TestUpgradeIdleTimeout(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := startProxy(t, tc.opts, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wsEcho(t)}, UpgradeIdleTimeout: tc.route}}})
+			h := startProxy(t, tc.opts, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wstest.Start(t, nil).URL}, UpgradeIdleTimeout: tc.route}}})
 			c, br, _ := wsDial(t, h.addr)
 			// 12 × 100ms = 1.2s of traffic, twice the idle timeout.
 			for i := range 12 {
@@ -260,7 +220,7 @@ func TestUpgradeIdleTimeout(t *testing.T) {
 // deadline at the latest, and does not return before they are closed.
 func TestShutdownClosesUpgrades(t *testing.T) {
 	t.Parallel()
-	rt, err := NewRoutes(RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wsEcho(t)}}}})
+	rt, err := NewRoutes(RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wstest.Start(t, nil).URL}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,74 +2,16 @@ package main
 
 import (
 	"bufio"
-	"crypto/sha1" //nolint:gosec // RFC 6455 fixes SHA-1 for the accept key
-	"encoding/base64"
+	"github.com/edgeauth/edgeauth/internal/wstest"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgeauth/edgeauth/internal/e2etest"
 )
-
-// wsEchoUpstream is a minimal RFC 6455 app: it records the identity header
-// of each handshake, answers 101 and echoes every (small, masked) frame.
-func wsEchoUpstream(t *testing.T) (string, func() []string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var mu sync.Mutex
-	var users []string
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				users = append(users, strings.Join(req.Header.Values("X-Auth-Request-User"), ","))
-				mu.Unlock()
-				sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")) //nolint:gosec // RFC 6455
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
-					base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n")
-				for {
-					var hdr [2]byte
-					if _, err := io.ReadFull(br, hdr[:]); err != nil {
-						return
-					}
-					n := int(hdr[1] & 0x7f)
-					var mask [4]byte
-					io.ReadFull(br, mask[:])
-					p := make([]byte, n)
-					io.ReadFull(br, p)
-					for i := range p {
-						p[i] ^= mask[i%4]
-					}
-					c.Write(append([]byte{hdr[0], byte(n)}, p...))
-				}
-			}(c)
-		}
-	}()
-	return "http://" + ln.Addr().String(), func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), users...)
-	}
-}
 
 // wsDial sends a WebSocket handshake with extra header lines and returns
 // the connection, its reader and the response head.
@@ -106,7 +48,8 @@ func wsDial(t *testing.T, addr, path string, extra ...string) (net.Conn, *bufio.
 // client-sent one) to the app, and then frames flow both ways.
 func TestWebSocketThroughAuthPipeline(t *testing.T) {
 	t.Parallel()
-	wsURL, seen := wsEchoUpstream(t)
+	ws := wstest.Start(t, nil)
+	wsURL := ws.URL
 	tmpl := strings.Replace(e2etest.DefaultConfig, "  - name: app\n", `  - name: ws
     path: /ws/
     upstream: "`+wsURL+`"
@@ -141,11 +84,7 @@ func TestWebSocketThroughAuthPipeline(t *testing.T) {
 		t.Fatalf("signed-in upgrade:\n%s", head)
 	}
 	msg := "hello over the tunnel"
-	frame := []byte{0x81, 0x80 | byte(len(msg)), 1, 2, 3, 4}
-	for i := range len(msg) {
-		frame = append(frame, msg[i]^[4]byte{1, 2, 3, 4}[i%4])
-	}
-	if _, err := conn.Write(frame); err != nil {
+	if _, err := conn.Write(wstest.MaskedText(msg)); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 2+len(msg))
@@ -155,7 +94,11 @@ func TestWebSocketThroughAuthPipeline(t *testing.T) {
 	if string(got[2:]) != msg {
 		t.Fatalf("echo %q, want %q", got[2:], msg)
 	}
-	if users := seen(); len(users) != 1 || users[0] != "u-alice" {
+	var users []string
+	for _, h := range ws.Handshakes() {
+		users = append(users, strings.Join(h.Values("X-Auth-Request-User"), ","))
+	}
+	if len(users) != 1 || users[0] != "u-alice" {
 		t.Fatalf("identity at the app's handshakes: %q, want exactly [u-alice]", users)
 	}
 }
