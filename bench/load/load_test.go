@@ -323,15 +323,15 @@ func TestOptionsCheck(t *testing.T) {
 // behind, even one that ignores SIGTERM and has a child of its own.
 func TestStopAllKillsStubbornChildren(t *testing.T) {
 	t.Parallel()
-	ps := &procs{dir: t.TempDir()}
-	p, err := ps.start("stubborn", -1, nil, "/bin/sh", "-c", `trap "" TERM; sleep 60 & echo $! > `+filepath.Join(ps.dir, "child.pid")+`; wait`)
+	ps := &procs{Dir: t.TempDir()}
+	p, err := ps.Start("stubborn", -1, nil, "/bin/sh", "-c", `trap "" TERM; sleep 60 & echo $! > `+filepath.Join(ps.Dir, "child.pid")+`; wait`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var child int
 	deadline := time.Now().Add(5 * time.Second)
 	for child == 0 {
-		if b, err := os.ReadFile(filepath.Join(ps.dir, "child.pid")); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if b, err := os.ReadFile(filepath.Join(ps.Dir, "child.pid")); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			if _, err := fmtSscan(string(bytes.TrimSpace(b)), &child); err != nil {
 				t.Fatal(err)
 			}
@@ -342,12 +342,12 @@ func TestStopAllKillsStubbornChildren(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a file with a deadline
 	}
-	errs := ps.stopAll(300 * time.Millisecond)
+	errs := ps.StopAll(300 * time.Millisecond)
 	if len(errs) != 1 {
 		t.Errorf("want one report of a SIGTERM-ignoring process, got %v", errs)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	default:
 		t.Error("process still running after stopAll")
 	}

@@ -166,9 +166,9 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	ps := &procs{dir: dir}
+	ps := &procs{Dir: dir}
 	defer func() {
-		for _, e := range ps.stopAll(5 * time.Second) {
+		for _, e := range ps.StopAll(5 * time.Second) {
 			logf("%v", e)
 		}
 	}()
@@ -194,15 +194,15 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 	}
 	machine := describeMachine(ctx)
 
-	upAddr, err := freeAddr()
+	upAddr, err := ps.FreeAddr()
 	if err != nil {
 		return err
 	}
-	up, err := ps.start("upstream", o.serverCPU, nil, filepath.Join(dir, "upstream"), "-listen", upAddr, "-size", fmt.Sprint(o.bodySize))
+	up, err := ps.Start("upstream", o.serverCPU, nil, filepath.Join(dir, "upstream"), "-listen", upAddr, "-size", fmt.Sprint(o.bodySize))
 	if err != nil {
 		return err
 	}
-	if err := up.waitListening(ctx, upAddr, 10*time.Second); err != nil {
+	if err := up.WaitListening(ctx, upAddr, 10*time.Second); err != nil {
 		return err
 	}
 	want := func(name string) bool { return len(o.targets) == 0 || slices.Contains(o.targets, name) }
@@ -222,15 +222,15 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 		if !want(rp.name) {
 			continue
 		}
-		addr, err := freeAddr()
+		addr, err := ps.FreeAddr()
 		if err != nil {
 			return err
 		}
-		p, err := ps.start(rp.name, o.serverCPU, nil, filepath.Join(dir, "refproxy"), append([]string{"-listen", addr, "-upstream", upAddr}, rp.flags...)...)
+		p, err := ps.Start(rp.name, o.serverCPU, nil, filepath.Join(dir, "refproxy"), append([]string{"-listen", addr, "-upstream", upAddr}, rp.flags...)...)
 		if err != nil {
 			return err
 		}
-		if err := p.waitListening(ctx, addr, 10*time.Second); err != nil {
+		if err := p.WaitListening(ctx, addr, 10*time.Second); err != nil {
 			return err
 		}
 		ts = append(ts, target{name: rp.name, url: "http://" + addr + "/", pid: fixedPID(p)})
@@ -256,11 +256,11 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 		if err := os.MkdirAll(env.dir, 0o700); err != nil {
 			return fmt.Errorf("load: %w", err)
 		}
-		env.listen, err = freeAddr()
+		env.listen, err = ps.FreeAddr()
 		if err != nil {
 			return err
 		}
-		env.admin, err = freeAddr()
+		env.admin, err = ps.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -404,7 +404,7 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 	return writeOut(o.out, b.String())
 }
 
-func fixedPID(p *proc) func() (int, error) { return func() (int, error) { return p.pid(), nil } }
+func fixedPID(p *proc) func() (int, error) { return func() (int, error) { return p.PID(), nil } }
 
 func moduleRoot(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()

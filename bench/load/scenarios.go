@@ -261,16 +261,16 @@ func prepareRisk(ctx context.Context, env *scenarioEnv) (eaConfig, []string, fun
 // (`edgeauth idp`) runs because oidc discovery happens at start; it is not
 // called during the measurement.
 func prepareSession(ctx context.Context, env *scenarioEnv) (eaConfig, []string, func(), error) {
-	idpAddr, err := freeAddr()
+	idpAddr, err := env.procs.FreeAddr()
 	if err != nil {
 		return eaConfig{}, nil, nil, err
 	}
 	callback := "http://" + env.listen + "/.edgeauth/callback"
-	p, err := env.procs.start("idp", -1, nil, env.edgeauth, "idp", "-listen", idpAddr, "-redirect-uri", callback)
+	p, err := env.procs.Start("idp", -1, nil, env.edgeauth, "idp", "-listen", idpAddr, "-redirect-uri", callback)
 	if err != nil {
 		return eaConfig{}, nil, nil, err
 	}
-	if err := p.waitListening(ctx, idpAddr, 10*time.Second); err != nil {
+	if err := p.WaitListening(ctx, idpAddr, 10*time.Second); err != nil {
 		return eaConfig{}, nil, nil, err
 	}
 	issuerURL := "http://" + idpAddr

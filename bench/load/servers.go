@@ -23,7 +23,7 @@ func startNginx(ctx context.Context, ps *procs, dir string, cpu int, upAddr stri
 	if err := os.MkdirAll(prefix, 0o700); err != nil {
 		return target{}, fmt.Errorf("load: %w", err)
 	}
-	addr, err := freeAddr()
+	addr, err := ps.FreeAddr()
 	if err != nil {
 		return target{}, err
 	}
@@ -35,16 +35,16 @@ func startNginx(ctx context.Context, ps *procs, dir string, cpu int, upAddr stri
 	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
 		return target{}, fmt.Errorf("load: %w", err)
 	}
-	p, err := ps.start("nginx", cpu, nil, "/usr/sbin/nginx", "-p", prefix, "-c", confPath, "-e", filepath.Join(prefix, "error.log"))
+	p, err := ps.Start("nginx", cpu, nil, "/usr/sbin/nginx", "-p", prefix, "-c", confPath, "-e", filepath.Join(prefix, "error.log"))
 	if err != nil {
 		return target{}, err
 	}
-	if err := p.waitListening(ctx, addr, 10*time.Second); err != nil {
+	if err := p.WaitListening(ctx, addr, 10*time.Second); err != nil {
 		return target{}, err
 	}
 	// The worker serves; the master only supervises. strace the worker.
 	pid := func() (int, error) {
-		kids, err := children(p.pid())
+		kids, err := children(p.PID())
 		if err != nil {
 			return 0, err
 		}
@@ -68,11 +68,11 @@ func startEdgeauth(ctx context.Context, ps *procs, dir string, cpu int, name str
 	if out, err := exec.CommandContext(ctx, bin, "validate", "-config", path).CombinedOutput(); err != nil {
 		return target{}, fmt.Errorf("load: %s: edgeauth validate: %w\n%s\nconfig:\n%s", name, err, out, data)
 	}
-	p, err := ps.start(name, cpu, nil, bin, "run", "-config", path)
+	p, err := ps.Start(name, cpu, nil, bin, "run", "-config", path)
 	if err != nil {
 		return target{}, err
 	}
-	if err := p.waitListening(ctx, env.listen, 15*time.Second); err != nil {
+	if err := p.WaitListening(ctx, env.listen, 15*time.Second); err != nil {
 		return target{}, err
 	}
 	return target{name: name, url: "http://" + env.listen + "/", pid: fixedPID(p), metrics: "http://" + env.admin + "/metrics",

@@ -18,7 +18,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -35,7 +34,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,9 +104,9 @@ func run(ctx context.Context, f flags, args string) (err error) {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ps := &procs{dir: dir}
+	ps := &procs{Dir: dir}
 	defer func() {
-		for _, e := range ps.stopAll(5 * time.Second) {
+		for _, e := range ps.StopAll(5 * time.Second) {
 			fmt.Fprintln(os.Stderr, "bench/redis:", e)
 		}
 	}()
@@ -125,12 +123,12 @@ func run(ctx context.Context, f flags, args string) (err error) {
 	}
 
 	// Servers.
-	redisAddr, err := freeAddr()
+	redisAddr, err := ps.FreeAddr()
 	if err != nil {
 		return err
 	}
 	_, redisPort, _ := net.SplitHostPort(redisAddr)
-	if _, err := ps.start("redis", f.serverCPU, "redis-server", "--port", redisPort, "--bind", "127.0.0.1",
+	if _, err := ps.Start("redis", f.serverCPU, nil, "redis-server", "--port", redisPort, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"); err != nil {
 		return err
 	}
@@ -139,15 +137,15 @@ func run(ctx context.Context, f flags, args string) (err error) {
 	if err := pollUntil(ctx, 10*time.Second, func() bool { return rdb.Ping(ctx).Err() == nil }); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}
-	upAddr, err := freeAddr()
+	upAddr, err := ps.FreeAddr()
 	if err != nil {
 		return err
 	}
-	up, err := ps.start("upstream", f.serverCPU, f.upstreamBin, "-listen", upAddr)
+	up, err := ps.Start("upstream", f.serverCPU, nil, f.upstreamBin, "-listen", upAddr)
 	if err != nil {
 		return err
 	}
-	if err := up.waitListening(ctx, upAddr, 10*time.Second); err != nil {
+	if err := up.WaitListening(ctx, upAddr, 10*time.Second); err != nil {
 		return err
 	}
 	names := []string{"a", "b", "mem"}
@@ -155,16 +153,16 @@ func run(ctx context.Context, f flags, args string) (err error) {
 	var redirects []string
 	for _, n := range names {
 		in := &instance{name: n}
-		if in.addr, err = freeAddr(); err != nil {
+		if in.addr, err = ps.FreeAddr(); err != nil {
 			return err
 		}
-		if in.admin, err = freeAddr(); err != nil {
+		if in.admin, err = ps.FreeAddr(); err != nil {
 			return err
 		}
 		inst[n] = in
 		redirects = append(redirects, "-redirect-uri", in.url()+"/.edgeauth/callback")
 	}
-	issuer, err := ps.startIDP(ctx, f.bin, redirects)
+	issuer, err := startIDP(ctx, ps, f.bin, redirects)
 	if err != nil {
 		return err
 	}
@@ -178,7 +176,7 @@ func run(ctx context.Context, f flags, args string) (err error) {
 		if err := os.WriteFile(cfgPath, []byte(instanceConfig(in, issuer, upAddr, dir, store)), 0o600); err != nil {
 			return err
 		}
-		if in.proc, err = ps.start("edgeauth-"+n, f.serverCPU, f.bin, "run", "-config", cfgPath); err != nil {
+		if in.proc, err = ps.Start("edgeauth-"+n, f.serverCPU, nil, f.bin, "run", "-config", cfgPath); err != nil {
 			return err
 		}
 	}
@@ -297,7 +295,7 @@ func (in *instance) url() string { return "http://" + in.addr }
 
 func (in *instance) waitReady(ctx context.Context, hc *http.Client) error {
 	err := pollUntil(ctx, 30*time.Second, func() bool {
-		if in.proc.exited() {
+		if in.proc.Exited() {
 			return true
 		}
 		resp, err := hc.Get("http://" + in.admin + "/readyz")
@@ -308,11 +306,11 @@ func (in *instance) waitReady(ctx context.Context, hc *http.Client) error {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	if err == nil && in.proc.exited() {
+	if err == nil && in.proc.Exited() {
 		err = errors.New("exited")
 	}
 	if err != nil {
-		return fmt.Errorf("edgeauth %s not ready: %w; log: %s", in.name, err, tail(in.proc.log))
+		return fmt.Errorf("edgeauth %s not ready: %w; log: %s", in.name, err, bench.Tail(in.proc.Log))
 	}
 	return nil
 }
@@ -358,25 +356,25 @@ func goBuild(ctx context.Context, dir, name, pkg string) (string, error) {
 var issuerLine = regexp.MustCompile(`(?m)^issuer (http://127\.0\.0\.1:[0-9]+)\s*$`)
 
 // startIDP runs `edgeauth idp` and returns its issuer.
-func (p *procs) startIDP(ctx context.Context, bin string, redirects []string) (string, error) {
-	pr, err := p.start("idp", -1, bin, append([]string{"idp", "-listen", "127.0.0.1:0"}, redirects...)...)
+func startIDP(ctx context.Context, p *procs, bin string, redirects []string) (string, error) {
+	pr, err := p.Start("idp", -1, nil, bin, append([]string{"idp", "-listen", "127.0.0.1:0"}, redirects...)...)
 	if err != nil {
 		return "", err
 	}
 	var issuer string
 	err = pollUntil(ctx, 30*time.Second, func() bool {
-		b, _ := os.ReadFile(pr.log)
+		b, _ := os.ReadFile(pr.Log)
 		if m := issuerLine.FindSubmatch(b); m != nil {
 			issuer = string(m[1])
 			return true
 		}
-		return pr.exited()
+		return pr.Exited()
 	})
 	if err == nil && issuer == "" {
 		err = errors.New("exited")
 	}
 	if err != nil {
-		return "", fmt.Errorf("provider: %w; log: %s", err, tail(pr.log))
+		return "", fmt.Errorf("provider: %w; log: %s", err, bench.Tail(pr.Log))
 	}
 	return issuer, nil
 }
@@ -569,146 +567,11 @@ func pollUntil(ctx context.Context, within time.Duration, ok func() bool) error 
 	return nil
 }
 
-// procs starts the run's child processes and stops each by its PID.
-type procs struct {
-	dir  string
-	mu   sync.Mutex
-	list []*proc
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-// start runs bin with args, its output in a log file, pinned to cpu when
-// cpu >= 0 (taskset execs the program, so the PID is the server's own).
-func (p *procs) start(name string, cpu int, bin string, args ...string) (*proc, error) {
-	logPath := filepath.Join(p.dir, name+".log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer lf.Close() // the child has its own descriptor
-	var cmd *exec.Cmd
-	if cpu >= 0 {
-		cmd = exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), bin}, args...)...)
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	pr := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { _ = cmd.Wait(); close(pr.done) }()
-	p.mu.Lock()
-	p.list = append(p.list, pr)
-	p.mu.Unlock()
-	return pr, nil
-}
-
-func (pr *proc) exited() bool {
-	select {
-	case <-pr.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitListening polls addr until it accepts a connection.
-func (pr *proc) waitListening(ctx context.Context, addr string, within time.Duration) error {
-	err := pollUntil(ctx, within, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil || pr.exited()
-	})
-	if err == nil && pr.exited() {
-		err = errors.New("exited")
-	}
-	if err != nil {
-		return fmt.Errorf("%s on %s: %w; log: %s", pr.name, addr, err, tail(pr.log))
-	}
-	return nil
-}
-
-// stopAll stops every process, newest first: SIGTERM to its PID, SIGKILL
-// to that PID after grace.
-func (p *procs) stopAll(grace time.Duration) []error {
-	p.mu.Lock()
-	list := p.list
-	p.list = nil
-	p.mu.Unlock()
-	var errs []error
-	for i := len(list) - 1; i >= 0; i-- {
-		pr := list[i]
-		if pr.exited() {
-			continue
-		}
-		_ = pr.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-pr.done:
-		case <-time.After(grace):
-			errs = append(errs, fmt.Errorf("%s (pid %d) ignored SIGTERM for %s; killed", pr.name, pr.cmd.Process.Pid, grace))
-			_ = pr.cmd.Process.Kill()
-			<-pr.done
-		}
-	}
-	return errs
-}
-
-// handedOut remembers the addresses freeAddr returned: the kernel may hand
-// a released port out again, and two of our servers must not race for it.
-var handedOut = struct {
-	sync.Mutex
-	m map[string]bool
-}{m: map[string]bool{}}
-
-// freeAddr returns a loopback address whose port was free a moment ago and
-// was not returned before in this run.
-func freeAddr() (string, error) {
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", fmt.Errorf("free port: %w", err)
-		}
-		a := ln.Addr().String()
-		ln.Close()
-		handedOut.Lock()
-		seen := handedOut.m[a]
-		handedOut.m[a] = true
-		handedOut.Unlock()
-		if !seen {
-			return a, nil
-		}
-	}
-	return "", errors.New("free port: none left")
-}
-
-// tail returns the end of a log file for error messages.
-func tail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 10 {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
+// procs and proc are the shared process handling of package bench.
+type (
+	procs = bench.Procs
+	proc  = bench.Proc
+)
 
 // loadAverage returns the 1/5/15-minute load averages, or "unknown".
 func loadAverage() string {
