@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"github.com/edgeauth/edgeauth/internal/wstest"
@@ -20,27 +19,9 @@ import (
 func TestWebSocketRoundTrip(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, Options{}, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{wstest.Start(t, nil).URL}}}})
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(c)
-	var head strings.Builder
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("handshake: %v (%q)", err, head.String())
-		}
-		head.WriteString(l)
-		if l == "\r\n" {
-			break
-		}
-	}
-	if !strings.HasPrefix(head.String(), "HTTP/1.1 101") || !strings.Contains(head.String(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
-		t.Fatalf("handshake response:\n%s", head.String())
+	c, br, head := wsDial(t, h.addr)
+	if !strings.Contains(head, wstest.SampleAccept) {
+		t.Fatalf("handshake response:\n%s", head)
 	}
 	for _, msg := range []string{"hello", "second frame"} {
 		if _, err := c.Write(wstest.MaskedText(msg)); err != nil {

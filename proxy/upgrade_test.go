@@ -22,31 +22,11 @@ const wsHandshake = "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConn
 // a reader positioned after the 101 head.
 func wsDial(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	c, br, head := wstest.Dial(t, addr, "/chat")
+	if !strings.HasPrefix(head, "HTTP/1.1 101") {
+		t.Fatalf("handshake response:\n%s", head)
 	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, wsHandshake); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	var head strings.Builder
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("handshake: %v (%q)", err, head.String())
-		}
-		head.WriteString(l)
-		if l == "\r\n" {
-			break
-		}
-	}
-	if !strings.HasPrefix(head.String(), "HTTP/1.1 101") {
-		t.Fatalf("handshake response:\n%s", head.String())
-	}
-	return c, br, head.String()
+	return c, br, head
 }
 
 func wsRoundTrip(t *testing.T, c net.Conn, br *bufio.Reader, msg string) error {

@@ -1,47 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"github.com/edgeauth/edgeauth/internal/wstest"
 	"io"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgeauth/edgeauth/internal/e2etest"
 )
-
-// wsDial sends a WebSocket handshake with extra header lines and returns
-// the connection, its reader and the response head.
-func wsDial(t *testing.T, addr, path string, extra ...string) (net.Conn, *bufio.Reader, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-	for _, h := range extra {
-		req += h + "\r\n"
-	}
-	io.WriteString(c, req+"\r\n")
-	br := bufio.NewReader(c)
-	var head strings.Builder
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("handshake: %v (%q)", err, head.String())
-		}
-		head.WriteString(l)
-		if l == "\r\n" {
-			return c, br, head.String()
-		}
-	}
-}
 
 // A WebSocket on a protected route goes through the whole pipeline: the
 // handshake needs a session, carries the user's identity (and never a
@@ -65,7 +32,7 @@ func TestWebSocketThroughAuthPipeline(t *testing.T) {
 	}
 
 	// Without a session: a clean 401, and the app never sees the upgrade.
-	_, _, head := wsDial(t, u.Host, "/ws/chat")
+	_, _, head := wstest.Dial(t, u.Host, "/ws/chat")
 	if !strings.HasPrefix(head, "HTTP/1.1 401") {
 		t.Fatalf("anonymous upgrade:\n%s", head)
 	}
@@ -73,14 +40,14 @@ func TestWebSocketThroughAuthPipeline(t *testing.T) {
 	// The session cookie from another client stack (no User-Agent): the
 	// cookie moved to another device, so risk asks for a step-up (an API
 	// style 401 with RFC 9470's error) instead of letting it through.
-	_, _, head = wsDial(t, u.Host, "/ws/chat", "Cookie: "+cookie)
+	_, _, head = wstest.Dial(t, u.Host, "/ws/chat", "Cookie: "+cookie)
 	if !strings.HasPrefix(head, "HTTP/1.1 401") || !strings.Contains(head, "insufficient_user_authentication") {
 		t.Fatalf("session cookie from another device:\n%s", head)
 	}
 
 	// The same browser that signed in (same User-Agent).
-	conn, br, head := wsDial(t, u.Host, "/ws/chat", "Cookie: "+cookie, "User-Agent: "+e2etest.UserAgent, "X-Auth-Request-User: mallory")
-	if !strings.HasPrefix(head, "HTTP/1.1 101") || !strings.Contains(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+	conn, br, head := wstest.Dial(t, u.Host, "/ws/chat", "Cookie: "+cookie, "User-Agent: "+e2etest.UserAgent, "X-Auth-Request-User: mallory")
+	if !strings.HasPrefix(head, "HTTP/1.1 101") || !strings.Contains(head, wstest.SampleAccept) {
 		t.Fatalf("signed-in upgrade:\n%s", head)
 	}
 	msg := "hello over the tunnel"

@@ -12,8 +12,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Server is a running echo app on 127.0.0.1.
@@ -108,3 +110,40 @@ func MaskedText(msg string) []byte {
 	}
 	return frame
 }
+
+// Dial sends a WebSocket handshake for path to addr, with extra header
+// lines ("Name: value"), and returns the connection (closed when the test
+// ends), a reader positioned after the response head, and the head.
+func Dial(t testing.TB, addr, path string, extra ...string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	for _, h := range extra {
+		req += h + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var head strings.Builder
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("wstest: handshake: %v (%q)", err, head.String())
+		}
+		head.WriteString(l)
+		if l == "\r\n" {
+			return c, br, head.String()
+		}
+	}
+}
+
+// SampleAccept is the Sec-WebSocket-Accept for the key Dial sends (RFC
+// 6455 §1.3's example).
+const SampleAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
