@@ -15,12 +15,6 @@ import (
 // a chunked stream at all, so bodyIn does.
 var errBodyTooLarge = fmt.Errorf("proxy: request body over the route limit: %w", fasthttp.ErrBodyTooLarge)
 
-// refreshDivisor throttles deadline updates: a deadline is moved only when
-// an eighth of its timeout has passed since it was last set, so a streamed
-// body costs a few deadline updates per timeout period rather than one per
-// read, and the effective idle bound stays between 7/8 and 8/8 of it.
-const refreshDivisor = 8
-
 // bodyIn wraps a streamed request body. It counts bytes for the access
 // log, enforces the route's body limit on every framing, and moves the
 // client connection's read deadline on each read so that Options.ReadTimeout
@@ -31,6 +25,7 @@ type bodyIn struct {
 	r       io.Reader
 	n       int64
 	limit   int64
+	clock   *coarseClock
 	timeout time.Duration
 	lastSet int64 // unix nanos of the last deadline update
 }
@@ -40,11 +35,10 @@ func (b *bodyIn) Read(p []byte) (int, error) {
 		// Read at most one byte past the limit: enough to know it is passed.
 		p = p[:left+1]
 	}
-	if b.timeout > 0 {
-		if now := time.Now(); now.UnixNano()-b.lastSet > int64(b.timeout/refreshDivisor) {
-			_ = b.ctx.SetReadDeadline(now.Add(b.timeout))
-			b.lastSet = now.UnixNano()
-		}
+	if b.timeout > 0 && b.clock.due(b.lastSet, b.timeout) {
+		now := time.Now()
+		_ = b.ctx.SetReadDeadline(now.Add(b.timeout))
+		b.lastSet = now.UnixNano()
 	}
 	n, err := b.r.Read(p)
 	b.n += int64(n)
@@ -76,6 +70,7 @@ type bodyOut struct {
 	ctx     *fasthttp.RequestCtx
 	r       io.Reader
 	n       int64
+	clock   *coarseClock
 	timeout time.Duration
 	lastSet int64
 	// conn, when set, is an upstream connection used for this response only
@@ -89,11 +84,10 @@ func (b *bodyOut) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, io.ErrClosedPipe
 	}
-	if b.timeout > 0 {
-		if now := time.Now(); now.UnixNano()-b.lastSet > int64(b.timeout/refreshDivisor) {
-			_ = b.ctx.SetWriteDeadline(now.Add(b.timeout))
-			b.lastSet = now.UnixNano()
-		}
+	if b.timeout > 0 && b.clock.due(b.lastSet, b.timeout) {
+		now := time.Now()
+		_ = b.ctx.SetWriteDeadline(now.Add(b.timeout))
+		b.lastSet = now.UnixNano()
 	}
 	n, err := b.r.Read(p)
 	b.n += int64(n)

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,8 +23,20 @@ type exchange struct {
 	route *route
 	start time.Time
 
+	// logOn: an access line will be written, so the upstream's latency
+	// is measured.
+	logOn bool
+	// sent: which of fieldNames the client sent; peer: its address.
+	sent fieldMask
+	peer netip.Addr
+	// reqID is the request id, as sent upstream and back.
+	reqID    []byte
 	upstream time.Duration
 	addr     string
+
+	// body holds a small upstream response body read whole (see
+	// bufferBody); its array is reused across requests.
+	body []byte
 
 	in     bodyIn
 	out    bodyOut
@@ -34,7 +48,6 @@ type exchange struct {
 	log     bool
 	status  int
 	bytesIn int64
-	reqID   []byte
 	method  []byte
 	path    []byte
 }
@@ -47,9 +60,11 @@ func newExchange() any {
 	return ex
 }
 
-func (ex *exchange) begin(s *Server, r *route, start time.Time) {
-	ex.srv, ex.route, ex.start = s, r, start
+func (ex *exchange) begin(s *Server, r *route, start time.Time, logOn bool) {
+	ex.srv, ex.route, ex.start, ex.logOn = s, r, start, logOn
+	ex.sent, ex.peer, ex.reqID = 0, netip.Addr{}, ex.reqID[:0]
 	ex.upstream, ex.addr = 0, ""
+	ex.body = ex.body[:0]
 	ex.in = bodyIn{}
 	ex.out = bodyOut{ex: ex}
 	ex.handedOff, ex.log = false, false
@@ -62,14 +77,58 @@ func exchangeOf(ctx *fasthttp.RequestCtx) *exchange {
 		return ex
 	}
 	ex := newExchange().(*exchange)
-	ex.begin(nil, nil, time.Now())
+	ex.begin(nil, nil, time.Now(), false)
+	ex.sent, _ = scanFields(ctx.Request.Header.RawHeaders())
+	ex.peer = remoteAddr(ctx)
 	return ex
+}
+
+// maxBufferedBody is the largest upstream response body read whole before
+// it is sent on rather than streamed. Streaming costs per response a
+// wrapper, deadline bookkeeping on each read and a deferred access line;
+// for the small answers that make up most API and page traffic, one read
+// from the upstream connection's buffer and one copy are cheaper. Beyond
+// this size, and when the length is not known up front (chunked), bodies
+// stream, so memory per request stays bounded by this.
+const maxBufferedBody = 16 << 10
+
+// bufferBody reports whether a response body of contentLength (negative:
+// unknown) is read whole.
+func bufferBody(contentLength int) bool {
+	return contentLength >= 0 && contentLength <= maxBufferedBody
+}
+
+// readBody reads exactly n bytes of body into ex.body, then the end of the
+// stream, so the client pools the connection.
+func (ex *exchange) readBody(body io.Reader, n int) error {
+	if cap(ex.body) < n {
+		ex.body = make([]byte, n, max(n, 4<<10))
+	}
+	ex.body = ex.body[:n]
+	if _, err := io.ReadFull(body, ex.body); err != nil {
+		return fmt.Errorf("proxy: read upstream body: %w", err)
+	}
+	// A fixed-length stream reports its end on the read after the last
+	// byte at the latest; the client releases the connection only then.
+	if _, err := body.Read(ex.body[n:]); err != io.EOF {
+		return fmt.Errorf("proxy: read upstream body: no end after its Content-Length %d: %v", n, err)
+	}
+	return nil
+}
+
+// clock is the server's coarse clock (nil, the real clock, outside a
+// Server).
+func (ex *exchange) clock() *coarseClock {
+	if ex.srv == nil {
+		return nil
+	}
+	return ex.srv.clock
 }
 
 // wrapIn puts bodyIn in front of a streamed request body.
 func (ex *exchange) wrapIn(ctx *fasthttp.RequestCtx, limit int, timeout time.Duration) {
 	req := &ctx.Request
-	ex.in = bodyIn{ctx: ctx, r: req.BodyStream(), limit: int64(limit), timeout: timeout, lastSet: ex.start.UnixNano()}
+	ex.in = bodyIn{ctx: ctx, r: req.BodyStream(), limit: int64(limit), clock: ex.clock(), timeout: timeout, lastSet: ex.start.UnixNano()}
 	// The server still drains and releases its own stream afterwards.
 	req.SetBodyStream(&ex.in, req.Header.ContentLength())
 }
@@ -84,7 +143,7 @@ func (ex *exchange) installOut(ctx *fasthttp.RequestCtx, body io.Reader, content
 	}
 	// The server arms WriteTimeout itself just before writing; the first
 	// refresh is due an eighth of it later.
-	ex.out = bodyOut{ex: ex, ctx: ctx, r: body, timeout: timeout, lastSet: now, conn: conn, active: true}
+	ex.out = bodyOut{ex: ex, ctx: ctx, r: body, clock: ex.clock(), timeout: timeout, lastSet: now, conn: conn, active: true}
 	ctx.Response.SetBodyStream(&ex.out, contentLength)
 }
 

@@ -24,6 +24,7 @@ type upstream struct {
 	hc        *fasthttp.HostClient
 	downUntil atomic.Int64 // unix nanos; passive health
 	conns     atomic.Uint64
+	clock     *coarseClock // set before the routes serve; nil: real clock
 }
 
 type forwarder struct {
@@ -34,6 +35,7 @@ type forwarder struct {
 	hostLiteral []byte
 	isTLS       bool
 	routes      *Routes // for the trusted-proxy list
+	clock       *coarseClock
 	metrics     *routeMetrics
 	log         *slog.Logger
 }
@@ -102,7 +104,7 @@ func newForwarder(ro RouteOptions, rt *Routes, rm *routeMetrics, log *slog.Logge
 				if rm != nil {
 					rm.upstreamConns.Inc()
 				}
-				return &idleConn{Conn: c, read: readTimeout, write: writeTimeout}, nil
+				return &idleConn{Conn: c, clock: u.clock, read: readTimeout, write: writeTimeout}, nil
 			},
 			MaxConns:            ro.MaxConns,
 			MaxIdleConnDuration: ro.IdleTimeout,
@@ -186,30 +188,42 @@ var (
 	// deleted (fasthttp's Del moves the last field into the hole, so the
 	// order shows in the forwarded request); dropRequestCanon holds the same
 	// names as fasthttp stores them, for lookups that skip normalising.
-	dropRequest      = append(append([]string(nil), hopHeaders...), spoofableHeaders...)
-	dropRequestCanon = canonicalNames(dropRequest)
+	dropRequest = append(append([]string(nil), hopHeaders...), spoofableHeaders...)
+
+	// fieldNames are the request fields whose presence scanFields records:
+	// dropRequest, then the forwarding fields prepare replaces, then the
+	// request id. Only the client sets any of them; nothing in edgeauth's
+	// pipeline writes these names before prepare.
+	fieldNames   = append(append([]string(nil), dropRequest...), "X-Forwarded-For", "Forwarded", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id")
+	bitXFF       = fieldMask(1) << len(dropRequest)
+	bitForwarded = bitXFF << 1
+	bitXFP       = bitXFF << 2
+	bitXFH       = bitXFF << 3
+	bitRequestID = bitXFF << 4
 )
 
-func canonicalNames(names []string) [][]byte {
-	out := make([][]byte, len(names))
-	for i, n := range names {
-		out[i] = fasthttp.AppendNormalizedHeaderKey(nil, n)
-	}
-	return out
-}
+// fieldMask has bit i set for fieldNames[i] (or names[i] for fieldBit).
+type fieldMask uint64
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
 	req := &ctx.Request
 	upgrade := isUpgrade(&req.Header)
+	ex := exchangeOf(ctx)
 	sp := scratchPool.Get().(*[]byte)
-	*sp = f.prepare(ctx, upgrade, (*sp)[:0])
+	*sp = f.prepare(ctx, ex, upgrade, (*sp)[:0])
 	scratchPool.Put(sp)
 
-	ex := exchangeOf(ctx)
-	start := time.Now()
-	u := f.pick(start.UnixNano())
+	// The upstream's latency is for the access line only; without one,
+	// passive health needs no better than the coarse clock.
+	var start time.Time
+	now := f.clock.nanos()
+	if ex.logOn {
+		start = time.Now()
+		now = start.UnixNano()
+	}
+	u := f.pick(now)
 	f.setHost(req, u)
 	if upgrade {
 		f.upgrade(ctx, u, start, ex)
@@ -229,17 +243,27 @@ func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
 			err = u.hc.Do(req, resp)
 		}
 	}
-	end := time.Now()
-	ex.upstream = end.Sub(start)
+	if ex.logOn {
+		ex.upstream = time.Since(start)
+	}
 	ex.addr = u.addr
+	bs := resp.BodyStream()
+	buffered := err == nil && bs != nil && bufferBody(resp.Header.ContentLength())
+	if buffered {
+		err = ex.readBody(bs, resp.Header.ContentLength())
+		_ = resp.CloseBodyStream() // pools the connection if all was read
+	}
 	if err != nil {
 		f.fail(ctx, u, err)
 		return
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
-	if bs := resp.BodyStream(); bs != nil {
-		ex.installOut(ctx, bs, resp.Header.ContentLength(), nil, end.UnixNano())
-	} else {
+	switch {
+	case buffered:
+		ctx.Response.SetBody(ex.body)
+	case bs != nil:
+		ex.installOut(ctx, bs, resp.Header.ContentLength(), nil, f.clock.nanos())
+	default:
 		ctx.Response.SetBodyRaw(resp.Body())
 	}
 	cleanResponse(&ctx.Response.Header)
@@ -323,7 +347,7 @@ func (f *forwarder) setHost(req *fasthttp.Request, u *upstream) {
 
 // prepare applies header hygiene to the outbound request in place and
 // returns scratch for reuse.
-func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []byte) []byte {
+func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, ex *exchange, upgrade bool, scratch []byte) []byte {
 	h := &ctx.Request.Header
 	// RFC 9110 §7.6.1: remove the fields Connection nominates. Copy the
 	// tokens first: PeekAll's slices alias storage that Del rewrites.
@@ -350,7 +374,7 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 		scratch = append(scratch, h.PeekCanonical(hdrUpgrade)...)
 		upg = scratch[start:]
 	}
-	deleteFields(h)
+	deleteFields(h, ex.sent)
 	if upgrade {
 		h.SetCanonical(hdrUpgrade, upg)
 		h.SetCanonical(hdrConnection, valUpgrade)
@@ -359,7 +383,7 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 	// upstream connection stays in the keep-alive pool regardless.
 	h.ResetConnectionClose()
 
-	peer := remoteAddr(ctx)
+	peer, sent := ex.peer, ex.sent
 	trusted := f.routes.isTrusted(peer)
 	proto := valHTTP
 	if ctx.IsTLS() {
@@ -370,20 +394,23 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 	// X-Forwarded-For: append when a trusted proxy sent it, else replace.
 	// All field lines count (PeekAll), RFC 9110 §5.3.
 	start := len(scratch)
-	if trusted {
+	if trusted && sent&bitXFF != 0 {
 		for _, v := range h.PeekAll(string(hdrXForwardedFor)) {
 			scratch = append(scratch, v...)
 			scratch = append(scratch, ", "...)
 		}
 	}
 	scratch = appendNode(scratch, peer, false)
-	// Set replaces only the first line; a second spoofed line would survive.
-	h.DelBytes(hdrXForwardedFor)
+	if sent&bitXFF != 0 {
+		// Set replaces only the first line; a second spoofed line would
+		// survive.
+		h.DelBytes(hdrXForwardedFor)
+	}
 	h.SetCanonical(hdrXForwardedFor, scratch[start:])
 
 	// Forwarded (RFC 7239): same rule.
 	start = len(scratch)
-	if trusted {
+	if trusted && sent&bitForwarded != 0 {
 		for _, v := range h.PeekAll(string(hdrForwarded)) {
 			scratch = append(scratch, v...)
 			scratch = append(scratch, ", "...)
@@ -398,36 +425,36 @@ func (f *forwarder) prepare(ctx *fasthttp.RequestCtx, upgrade bool, scratch []by
 	}
 	scratch = append(scratch, ";proto="...)
 	scratch = append(scratch, proto...)
-	h.DelBytes(hdrForwarded)
+	if sent&bitForwarded != 0 {
+		h.DelBytes(hdrForwarded)
+	}
 	h.SetCanonical(hdrForwarded, scratch[start:])
 
-	if !trusted || len(h.PeekCanonical(hdrXForwardedProto)) == 0 {
-		h.DelBytes(hdrXForwardedProto)
+	if !trusted || sent&bitXFP == 0 || len(h.PeekCanonical(hdrXForwardedProto)) == 0 {
+		if sent&bitXFP != 0 {
+			h.DelBytes(hdrXForwardedProto)
+		}
 		h.SetCanonical(hdrXForwardedProto, proto)
 	}
-	if !trusted || len(h.PeekCanonical(hdrXForwardedHost)) == 0 {
+	if !trusted || sent&bitXFH == 0 || len(h.PeekCanonical(hdrXForwardedHost)) == 0 {
+		if sent&bitXFH != 0 {
+			h.DelBytes(hdrXForwardedHost)
+		}
 		if len(host) > 0 {
 			start = len(scratch)
 			scratch = append(scratch, host...) // host aliases header storage
-			h.DelBytes(hdrXForwardedHost)
 			h.SetCanonical(hdrXForwardedHost, scratch[start:])
-		} else {
-			h.DelBytes(hdrXForwardedHost)
 		}
 	}
 	return scratch
 }
 
 // deleteFields removes the hop-by-hop and spoofable fields (dropRequest)
-// from a request, calling Del only for the names it holds: a Del normalises
-// its key and scans every field, and these names are almost never sent.
-//
-// RequestHeader.All cannot tell which are present: it parses the cookies,
-// which then go upstream re-serialised instead of verbatim. So a name
-// counts as present if the client sent it (the raw header block, any case,
-// any value) or if it has a non-empty value now (set by a handler after
-// parsing). Both only err towards a Del, which is harmless.
-func deleteFields(h *fasthttp.RequestHeader) {
+// the client sent (sent, from scanFields), calling Del only for those: a
+// Del normalises its key and scans every field, and these names are almost
+// never sent. Nothing in edgeauth sets them on a request, so the raw header
+// block tells which are there.
+func deleteFields(h *fasthttp.RequestHeader, sent fieldMask) {
 	if len(h.PeekTrailerKeys()) > 0 {
 		// Announced trailers: a second field section and Del side effects
 		// on the announcement. Rare, so the plain way.
@@ -436,47 +463,15 @@ func deleteFields(h *fasthttp.RequestHeader) {
 		}
 		return
 	}
-	present := rawFieldMask(h.RawHeaders(), dropRequest)
-	for i, k := range dropRequestCanon {
-		if present&(1<<i) == 0 && len(h.PeekCanonical(k)) > 0 {
-			present |= 1 << i
-		}
-	}
 	for i, k := range dropRequest {
-		if present&(1<<i) != 0 {
+		if sent&(1<<i) != 0 {
 			h.Del(k)
 		}
 	}
 }
 
-// rawFieldMask returns a bit per entry of names (at most 32) that names a
-// field line of raw, an HTTP/1 field block. Names compare ASCII
-// case-insensitively, as fasthttp normalises them. Malformed lines never
-// clear a bit, so an odd block can only cause extra Dels.
-func rawFieldMask(raw []byte, names []string) uint32 {
-	var m uint32
-	for len(raw) > 0 {
-		line := raw
-		if i := indexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		i := indexByte(line, ':')
-		if i < 0 {
-			continue
-		}
-		key := line[:i]
-		for len(key) > 0 && (key[len(key)-1] == ' ' || key[len(key)-1] == '\t') {
-			key = key[:len(key)-1]
-		}
-		m |= fieldBit(key, names)
-	}
-	return m
-}
-
 // fieldBit is the bit of key's index in names, or 0.
-func fieldBit(key []byte, names []string) uint32 {
+func fieldBit(key []byte, names []string) fieldMask {
 	for i, n := range names {
 		if len(n) == len(key) && equalFold(key, n) {
 			return 1 << i
@@ -575,7 +570,7 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 		// One pass over the fields instead of a normalising Del per name:
 		// these are almost never present. All has no side effects on a
 		// response header (unlike a request's, where it parses cookies).
-		var present uint32
+		var present fieldMask
 		for k := range h.All() {
 			present |= fieldBit(k, hopHeaders)
 		}

@@ -20,7 +20,16 @@ var (
 // received, without the request line) for framing a proxy must not forward.
 // It does not allocate.
 func CheckFraming(raw []byte) error {
+	_, err := scanFields(raw)
+	return err
+}
+
+// scanFields is CheckFraming plus, in the same pass, which of fieldNames
+// the client sent (bit i for fieldNames[i]), so the hygiene that follows
+// deletes only what is there instead of searching for every name.
+func scanFields(raw []byte) (fieldMask, error) {
 	var cl, te bool
+	var m fieldMask
 	for len(raw) > 0 {
 		end := indexByte(raw, '\n')
 		line := raw
@@ -37,24 +46,29 @@ func CheckFraming(raw []byte) error {
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return ErrObsoleteFolding
+			return 0, ErrObsoleteFolding
 		}
 		colon := indexByte(line, ':')
 		if colon < 0 {
 			continue
 		}
 		name := line[:colon]
+		for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+			name = name[:len(name)-1]
+		}
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			cl = true
 		case asciiEqualFold(name, "transfer-encoding"):
 			te = true
+		default:
+			m |= fieldBit(name, fieldNames)
 		}
 	}
 	if cl && te {
-		return ErrAmbiguousFraming
+		return 0, ErrAmbiguousFraming
 	}
-	return nil
+	return m, nil
 }
 
 func asciiEqualFold(b []byte, lower string) bool {

@@ -177,6 +177,20 @@ func (rt *Routes) UpstreamConnsOpened() uint64 {
 	return n
 }
 
+// useClock makes rt's upstream connections judge deadline refreshes by c.
+// The server calls it before publishing rt, so no request sees the change.
+func (rt *Routes) useClock(c *coarseClock) {
+	for _, r := range rt.routes {
+		if r.fwd.clock == c {
+			return // installed already (Swap of the serving routes)
+		}
+		r.fwd.clock = c
+		for _, u := range r.fwd.ups {
+			u.clock = c
+		}
+	}
+}
+
 func (rt *Routes) acquire() { rt.inflight.Add(1) }
 
 func (rt *Routes) release() {

@@ -101,6 +101,7 @@ type Server struct {
 	idKey    uint64
 	idCount  atomic.Uint64
 
+	clock  *coarseClock
 	certs  *certReloader
 	hellos sync.Map // raw net.Conn → *connInfo
 	exPool sync.Pool
@@ -130,7 +131,7 @@ func NewServer(opts Options, routes *Routes) (*Server, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger, clock: newCoarseClock()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -151,6 +152,7 @@ func NewServer(opts Options, routes *Routes) (*Server, error) {
 		}
 		s.certs = c
 	}
+	routes.useClock(s.clock)
 	s.routes.Store(routes)
 	s.fs = &fasthttp.Server{
 		Handler:               s.handle,
@@ -172,7 +174,10 @@ func NewServer(opts Options, routes *Routes) (*Server, error) {
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
 		NoDefaultContentType:         true,
-		Logger:                       fasthttpLogger{s.log},
+		// handle reads the clock itself; fasthttp's copy would be one more
+		// clock read per request, unused.
+		LazyRequestTime: true,
+		Logger:          fasthttpLogger{s.log},
 	}
 	return s, nil
 }
@@ -184,6 +189,7 @@ func (s *Server) Swap(routes *Routes) {
 	if routes == nil {
 		return
 	}
+	routes.useClock(s.clock)
 	old := s.routes.Swap(routes)
 	s.opts.Metrics.ObserveReload(true)
 	if old != nil && old != routes {
@@ -212,6 +218,7 @@ func (s *Server) ListenAndServe() error {
 // Serve serves ln (plain TCP; TLS is added here when Options.TLS is set)
 // until Shutdown. It returns nil after a graceful shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.clock.start()
 	if s.certs != nil {
 		s.certs.start()
 		ln = tls.NewListener(ln, s.tlsConfig())
@@ -236,6 +243,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.certs != nil {
 		s.certs.stop()
 	}
+	s.clock.stop()
 	if rt := s.routes.Load(); rt != nil {
 		rt.retire()
 	}
@@ -262,14 +270,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// Request smuggling (RFC 9112 §6.3): fasthttp lets Transfer-Encoding win
 	// over Content-Length and unfolds obs-fold; either may be read
 	// differently by the upstream, so neither is ever forwarded.
-	if err := CheckFraming(h.RawHeaders()); err != nil {
+	sent, err := scanFields(h.RawHeaders())
+	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "rejected ambiguous request framing",
 			slog.String("error", err.Error()), slog.String("peer", remoteAddr(ctx).String()))
 		errpage.Write(ctx, fasthttp.StatusBadRequest, "bad_request", "The request was malformed.")
 		ctx.SetConnectionClose()
 		return
 	}
-	s.setRequestID(ctx, rt.isTrusted(remoteAddr(ctx)))
+	ex := s.exPool.Get().(*exchange)
+	ex.begin(s, nil, start, !s.opts.DisableAccessLog && s.log.Enabled(ctx, slog.LevelInfo))
+	ex.sent, ex.peer = sent, remoteAddr(ctx)
+	s.setRequestID(ctx, ex, rt.isTrusted(ex.peer))
 
 	host := TargetHost(h.RequestURI(), h.Host())
 	if string(host) != string(h.Host()) {
@@ -284,13 +296,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			r = rt.routes[idx]
 		}
 	}
+	ex.route = r
 	limit := s.opts.MaxBodyBytes
 	if r != nil && r.opts.MaxBodyBytes > 0 {
 		limit = r.opts.MaxBodyBytes
 	}
-
-	ex := s.exPool.Get().(*exchange)
-	ex.begin(s, r, start)
 	if ctx.Request.IsBodyStream() {
 		// Counts the body, limits chunked bodies (fasthttp does not) and
 		// turns ReadTimeout into a per-read bound.
@@ -311,9 +321,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		errpage.Write(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
 		ctx.SetConnectionClose()
 	default:
+		// Left in place afterwards: fasthttp drops user values when it
+		// resets the request, and the next request sets its own before
+		// any forwarder looks.
 		ctx.SetUserValue(exchangeKey{}, ex)
 		r.handler(ctx)
-		ctx.RemoveUserValue(exchangeKey{})
 	}
 	if ex.in.n > ex.in.limit {
 		// A read hit the limit; whoever read it may not have said so.
@@ -323,7 +335,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetConnectionClose()
 	}
-	ctx.Response.Header.SetCanonical(hdrRequestID, h.PeekCanonical(hdrRequestID))
+	ctx.Response.Header.SetCanonical(hdrRequestID, ex.reqID)
 	s.finish(ctx, r, ex)
 }
 
@@ -349,13 +361,12 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, ex *exchange) {
 		name = r.opts.Name
 		r.metrics.observe(status, d.Seconds())
 	}
-	logOn := !s.opts.DisableAccessLog && s.log.Enabled(ctx, slog.LevelInfo)
+	logOn := ex.logOn
 	if ex.out.active && !ex.out.closed {
 		if logOn {
 			ex.log = true
 			ex.status = status
 			ex.bytesIn = ex.in.n
-			ex.reqID = append(ex.reqID[:0], ctx.Request.Header.PeekCanonical(hdrRequestID)...)
 			ex.method = append(ex.method[:0], ctx.Method()...)
 			ex.path = append(ex.path[:0], ctx.Path()...)
 		}
@@ -367,22 +378,27 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, r *route, ex *exchange) {
 		if !ex.out.active {
 			out = bytesOut(&ctx.Response)
 		}
-		s.logAccess(ctx, name, string(ctx.Request.Header.PeekCanonical(hdrRequestID)), string(ctx.Method()), string(ctx.Path()),
+		s.logAccess(ctx, name, string(ex.reqID), string(ctx.Method()), string(ctx.Path()),
 			status, d, ex.upstream, ex.in.n, out)
 	}
 	s.exPool.Put(ex)
 }
 
-// setRequestID keeps a well-formed id from a trusted proxy, else makes one.
-func (s *Server) setRequestID(ctx *fasthttp.RequestCtx, trusted bool) {
+// setRequestID keeps a well-formed id from a trusted proxy, else makes one;
+// either way the id ends up in ex.reqID and in the request.
+func (s *Server) setRequestID(ctx *fasthttp.RequestCtx, ex *exchange, trusted bool) {
 	h := &ctx.Request.Header
-	if trusted && validRequestID(h.PeekCanonical(hdrRequestID)) {
-		return
+	if trusted && ex.sent&bitRequestID != 0 {
+		if id := h.PeekCanonical(hdrRequestID); validRequestID(id) {
+			ex.reqID = append(ex.reqID[:0], id...)
+			return
+		}
 	}
-	var b [32]byte
-	s.appendRequestID(b[:0])
-	h.DelBytes(hdrRequestID)
-	h.SetCanonical(hdrRequestID, b[:])
+	ex.reqID = s.appendRequestID(ex.reqID[:0])
+	if ex.sent&bitRequestID != 0 {
+		h.DelBytes(hdrRequestID)
+	}
+	h.SetCanonical(hdrRequestID, ex.reqID)
 }
 
 const hexDigits = "0123456789abcdef"
@@ -427,7 +443,13 @@ func validRequestID(b []byte) bool {
 // The route comes from the normalised path, exactly as in handle, so a body
 // sent to "/big/../small" gets /small's limit whatever its framing.
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	cfg := fasthttp.RequestConfig{ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout, MaxRequestBodySize: s.opts.MaxBodyBytes}
+	cfg := fasthttp.RequestConfig{WriteTimeout: s.opts.WriteTimeout, MaxRequestBodySize: s.opts.MaxBodyBytes}
+	if h.ContentLength() != 0 {
+		// A body follows: ReadTimeout bounds the wait for its first bytes.
+		// Without one fasthttp reads nothing more, and moving the deadline
+		// would cost a clock read and a timer update for nothing.
+		cfg.ReadTimeout = s.opts.ReadTimeout
+	}
 	rt := s.routes.Load()
 	if rt == nil {
 		return cfg

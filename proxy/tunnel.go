@@ -17,35 +17,35 @@ import (
 // idleConn bounds each read and each write of an upstream connection
 // instead of a whole exchange, so a slow 1 GiB transfer that never pauses
 // longer than the timeout is not cut off. Deadlines are refreshed at most
-// every timeout/refreshDivisor. Reads and writes each come from one
-// goroutine at a time (the pool hands a connection to one request), so the
-// timestamps need no lock; a zero timeout leaves that direction alone.
+// every timeout/refreshDivisor, judged by the coarse clock. Reads and
+// writes each come from one goroutine at a time (the pool hands a
+// connection to one request), so the timestamps need no lock; a zero
+// timeout leaves that direction alone.
 type idleConn struct {
 	net.Conn
+	clock             *coarseClock
 	read, write       time.Duration
 	readSet, writeSet int64
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if c.read > 0 {
-		if now := time.Now(); now.UnixNano()-c.readSet > int64(c.read/refreshDivisor) {
-			if err := c.Conn.SetReadDeadline(now.Add(c.read)); err != nil {
-				return 0, err
-			}
-			c.readSet = now.UnixNano()
+	if c.read > 0 && c.clock.due(c.readSet, c.read) {
+		now := time.Now()
+		if err := c.Conn.SetReadDeadline(now.Add(c.read)); err != nil {
+			return 0, err
 		}
+		c.readSet = now.UnixNano()
 	}
 	return c.Conn.Read(p)
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
-	if c.write > 0 {
-		if now := time.Now(); now.UnixNano()-c.writeSet > int64(c.write/refreshDivisor) {
-			if err := c.Conn.SetWriteDeadline(now.Add(c.write)); err != nil {
-				return 0, err
-			}
-			c.writeSet = now.UnixNano()
+	if c.write > 0 && c.clock.due(c.writeSet, c.write) {
+		now := time.Now()
+		if err := c.Conn.SetWriteDeadline(now.Add(c.write)); err != nil {
+			return 0, err
 		}
+		c.writeSet = now.UnixNano()
 	}
 	return c.Conn.Write(p)
 }
@@ -196,7 +196,7 @@ func (f *forwarder) upgrade(ctx *fasthttp.RequestCtx, u *upstream, start time.Ti
 	if f.metrics != nil {
 		f.metrics.upstreamConns.Inc()
 	}
-	ic := &idleConn{Conn: raw, read: f.opts.ReadTimeout, write: f.opts.WriteTimeout}
+	ic := &idleConn{Conn: raw, clock: u.clock, read: f.opts.ReadTimeout, write: f.opts.WriteTimeout}
 	var up net.Conn = ic
 	if f.isTLS {
 		up = tls.Client(ic, &tls.Config{ServerName: stripPort(u.addr), MinVersion: tls.VersionTLS12})
@@ -224,7 +224,9 @@ func (f *forwarder) upgrade(ctx *fasthttp.RequestCtx, u *upstream, start time.Ti
 		f.fail(ctx, u, err)
 		return
 	}
-	ex.upstream = time.Since(start)
+	if ex.logOn {
+		ex.upstream = time.Since(start)
+	}
 	ex.addr = u.addr
 
 	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
@@ -273,7 +275,7 @@ func (f *forwarder) relay(ctx *fasthttp.RequestCtx, ex *exchange, resp *fasthttp
 	resp.Header.CopyTo(&ctx.Response.Header)
 	cleanResponse(&ctx.Response.Header)
 	if bs := resp.BodyStream(); bs != nil {
-		ex.installOut(ctx, bs, resp.Header.ContentLength(), up, time.Now().UnixNano())
+		ex.installOut(ctx, bs, resp.Header.ContentLength(), up, f.clock.nanos())
 		return
 	}
 	up.Close()
