@@ -508,6 +508,26 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 	var err error
 	wrapErr := func(step string, err error) error { return fmt.Errorf("route %q: %s: %w", r.Name, step, err) }
 
+	h := cfg.IdentityHeaders
+	identityMW, err := identity.Middleware(identity.Options{
+		Headers: identity.Headers{
+			User: orOff(h.User), Email: orOff(h.Email), Groups: orOff(h.Groups),
+			PreferredUsername: orOff(h.PreferredUsername), Assertion: orOff(h.Assertion),
+		},
+		Signer: s.signer, RouteName: r.Name, Logger: s.logger,
+	})
+	if err != nil {
+		return nil, wrapErr("identity", err)
+	}
+	steps.Identity = identityMW
+	if r.Auth == config.AuthNone {
+		// A public route makes no auth decision: no client address to
+		// resolve, no session, no policy to ask. Identity still strips
+		// inbound identity headers, so an app can trust them on every
+		// route. Skipping the rest saved a tenth of the proxy's CPU per
+		// request on public traffic.
+		return steps.Build(forward), nil
+	}
 	ipMW, err := clientip.Middleware(cip)
 	if err != nil {
 		return nil, wrapErr("client ip", err)
@@ -515,13 +535,8 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 	steps.ClientIP = func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		return ipMW(s.tlsFingerprint(next))
 	}
-	// A route with auth: none makes no auth decision to audit (the access
-	// log records its requests); auditing it cost a third of the proxy's
-	// writes on public traffic.
-	if r.Auth != config.AuthNone {
-		if steps.Audit, err = audit.Middleware(s.recorder, audit.MiddlewareOptions{Route: r.Name, Shadow: policy.ShadowDecision}); err != nil {
-			return nil, wrapErr("audit", err)
-		}
+	if steps.Audit, err = audit.Middleware(s.recorder, audit.MiddlewareOptions{Route: r.Name, Shadow: policy.ShadowDecision}); err != nil {
+		return nil, wrapErr("audit", err)
 	}
 	if s.rp != nil {
 		if steps.Session, err = session.Middleware(session.MiddlewareOptions{
@@ -563,16 +578,6 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 	}
 	if steps.Policy, err = policy.Middleware(rule, ch, s.logger); err != nil {
 		return nil, wrapErr("policy", err)
-	}
-	h := cfg.IdentityHeaders
-	if steps.Identity, err = identity.Middleware(identity.Options{
-		Headers: identity.Headers{
-			User: orOff(h.User), Email: orOff(h.Email), Groups: orOff(h.Groups),
-			PreferredUsername: orOff(h.PreferredUsername), Assertion: orOff(h.Assertion),
-		},
-		Signer: s.signer, RouteName: r.Name, Logger: s.logger,
-	}); err != nil {
-		return nil, wrapErr("identity", err)
 	}
 	return steps.Build(forward), nil
 }

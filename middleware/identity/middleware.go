@@ -96,8 +96,10 @@ func Middleware(o Options) (func(fasthttp.RequestHandler) fasthttp.RequestHandle
 		return func(ctx *fasthttp.RequestCtx) {
 			h := &ctx.Request.Header
 			m.Strip(h)
-			st := reqstate.Get(ctx)
-			if !st.Authenticated() {
+			// Peek: on a public route nothing attached a state, and none is
+			// needed to say "nobody".
+			st := reqstate.Peek(ctx)
+			if st == nil || !st.Authenticated() {
 				next(ctx)
 				return
 			}
