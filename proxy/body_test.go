@@ -3,8 +3,11 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,5 +114,42 @@ func TestCoarseClockDue(t *testing.T) {
 			t.Fatal("coarse clock did not tick")
 		}
 		time.Sleep(clockTick / 2)
+	}
+}
+
+// TestIdleConnAfterPause: a deadline that expired while the process was
+// paused, with the coarse clock stale, is moved and the I/O retried; an
+// expiry seen with a fresh clock is still an error.
+func TestIdleConnAfterPause(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := newCoarseClock()
+	ic := &idleConn{Conn: a, clock: c, read: time.Minute, write: time.Minute}
+	past := time.Now().Add(-2 * time.Minute)
+	_ = a.SetDeadline(past.Add(time.Minute)) // expired during the "pause"
+	ic.readSet, ic.writeSet = past.UnixNano(), past.UnixNano()
+	c.now.Store(past.UnixNano() + 1) // the coarse clock stopped with it
+	go func() {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(b, buf); err == nil {
+			_, _ = b.Write([]byte("pong"))
+		}
+	}()
+	if _, err := ic.Write([]byte("hello")); err != nil {
+		t.Fatalf("write after pause: %v", err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(ic, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("read after pause: %q, %v", buf, err)
+	}
+
+	// Fresh clock, deadline really passed: the error stands.
+	c.now.Store(time.Now().UnixNano())
+	ic.readSet = time.Now().UnixNano()
+	_ = a.SetReadDeadline(time.Now().Add(-time.Second))
+	if _, err := ic.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past a real deadline: %v, want deadline exceeded", err)
 	}
 }

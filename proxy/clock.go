@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,4 +92,17 @@ func (c *coarseClock) due(last int64, timeout time.Duration) bool {
 		now = c.now.Load()
 	}
 	return now-last > int64(timeout/refreshDivisor)
+}
+
+// wasStale reports whether err is a deadline expiry that a stale coarse
+// clock may have caused: after the process was paused (SIGSTOP, a frozen
+// container or VM) longer than a timeout, the first reads and writes see
+// the coarse time from before the pause, so deadlines that passed during
+// it are not moved. A real expiry happens while the clock ticks; this one
+// finds the coarse time more than a few ticks behind.
+func (c *coarseClock) wasStale(err error) bool {
+	if c == nil || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	return time.Now().UnixNano()-c.now.Load() > int64(4*clockTick)
 }

@@ -30,24 +30,54 @@ type idleConn struct {
 
 func (c *idleConn) Read(p []byte) (int, error) {
 	if c.read > 0 && c.clock.due(c.readSet, c.read) {
-		now := time.Now()
-		if err := c.Conn.SetReadDeadline(now.Add(c.read)); err != nil {
+		if err := c.moveReadDeadline(); err != nil {
 			return 0, err
 		}
-		c.readSet = now.UnixNano()
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n == 0 && c.read > 0 && c.clock.wasStale(err) {
+		// A deadline that expired while the process was paused, unseen by
+		// the stale coarse clock: move it and try once more.
+		if err := c.moveReadDeadline(); err != nil {
+			return 0, err
+		}
+		n, err = c.Conn.Read(p)
+	}
+	return n, err
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
 	if c.write > 0 && c.clock.due(c.writeSet, c.write) {
-		now := time.Now()
-		if err := c.Conn.SetWriteDeadline(now.Add(c.write)); err != nil {
+		if err := c.moveWriteDeadline(); err != nil {
 			return 0, err
 		}
-		c.writeSet = now.UnixNano()
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if n == 0 && c.write > 0 && c.clock.wasStale(err) {
+		if err := c.moveWriteDeadline(); err != nil {
+			return 0, err
+		}
+		n, err = c.Conn.Write(p)
+	}
+	return n, err
+}
+
+func (c *idleConn) moveReadDeadline() error {
+	now := time.Now()
+	if err := c.Conn.SetReadDeadline(now.Add(c.read)); err != nil {
+		return err
+	}
+	c.readSet = now.UnixNano()
+	return nil
+}
+
+func (c *idleConn) moveWriteDeadline() error {
+	now := time.Now()
+	if err := c.Conn.SetWriteDeadline(now.Add(c.write)); err != nil {
+		return err
+	}
+	c.writeSet = now.UnixNano()
+	return nil
 }
 
 // tunnelSet tracks upgraded (hijacked) connections so Shutdown can close
