@@ -47,6 +47,7 @@ type options struct {
 	wrkCPU           int
 	bodySize         int
 	keep             bool
+	freeze           bool
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 64, "keep-alive connections wrk opens")
 	flag.StringVar(&o.out, "out", "", "markdown file to write the results into (between the load:begin/end markers if present); empty: stdout")
 	flag.StringVar(&scen, "scenarios", "noauth", "edgeauth scenarios, comma-separated: "+strings.Join(scenarioNames(), ", "))
+	flag.BoolVar(&o.freeze, "freeze", true, "stop (SIGSTOP) the other servers while one is measured, so their idle timers and background work do not share its CPU; the upstream always runs")
 	flag.StringVar(&targets, "targets", "", "limit the baseline targets, comma-separated: direct, refproxy, refproxy-ea (refproxy with edgeauth's fasthttp settings), nginx (empty: all)")
 	flag.DurationVar(&o.straceFor, "strace", 0, "after the rounds, count each server's system calls with strace -c for this long under load (0: off)")
 	flag.DurationVar(&o.pprofFor, "pprof", 0, "after the rounds, take a CPU profile of each edgeauth target for this long under load, from its admin /debug/pprof/ (0: off)")
@@ -314,9 +316,12 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 	before := scrapeAll(ctx, ts)
 	loadBefore := loadAvg()
 	results := make(map[string][]wrkResult)
+	pause := pauser{upstream: up.PID(), enabled: o.freeze}
+	defer pause.resumeAll()
 	for r := 0; r < o.rounds; r++ {
 		for _, t := range ts {
 			logf("round %d/%d: %s", r+1, o.rounds, t.name)
+			pause.others(ts, t)
 			pid, c0 := 0, time.Duration(-1)
 			if t.pid != nil {
 				if pid, err = t.pid(); err == nil {
@@ -333,6 +338,7 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 				}
 			}
 			results[t.name] = append(results[t.name], res)
+			pause.resumeAll()
 		}
 	}
 	after := scrapeAll(ctx, ts)
@@ -384,8 +390,8 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s. Command: `go run ./bench/load %s`\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(&b, "Machine: %s\n\n", machine)
-	fmt.Fprintf(&b, "Conditions: servers pinned to CPU %d, wrk (1 thread, %d connections, keep-alive) to CPU %d; %d rounds of %s per target, interleaved, after a %s warm-up each; %d-byte response body. Load average (1/5/15 min) %s before the rounds, %s after.\n\n",
-		o.serverCPU, o.conns, o.wrkCPU, o.rounds, o.duration, o.warmup, o.bodySize, loadBefore, loadAfter)
+	fmt.Fprintf(&b, "Conditions: servers pinned to CPU %d, wrk (1 thread, %d connections, keep-alive) to CPU %d; %d rounds of %s per target, interleaved, after a %s warm-up each; %d-byte response body; %s. Load average (1/5/15 min) %s before the rounds, %s after.\n\n",
+		o.serverCPU, o.conns, o.wrkCPU, o.rounds, o.duration, o.warmup, o.bodySize, freezeNote(o.freeze), loadBefore, loadAfter)
 	renderTable(&b, sums, ratios)
 	if len(skipped) > 0 {
 		fmt.Fprintln(&b, "\nScenarios not run:")
@@ -402,6 +408,47 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 		renderSyscalls(&b, profiles)
 	}
 	return writeOut(o.out, b.String())
+}
+
+func freezeNote(on bool) string {
+	if on {
+		return "the other servers stopped (SIGSTOP) while one is measured, the upstream running"
+	}
+	return "the other servers left running while one is measured"
+}
+
+// pauser stops the servers not being measured (SIGSTOP) and resumes them.
+// Every one of them was started by this harness; the upstream is never
+// stopped.
+type pauser struct {
+	upstream int
+	enabled  bool
+	stopped  []int
+}
+
+func (p *pauser) others(ts []target, measured target) {
+	if !p.enabled {
+		return
+	}
+	for _, t := range ts {
+		if t.name == measured.name || t.pid == nil {
+			continue
+		}
+		pid, err := t.pid()
+		if err != nil || pid == p.upstream || pid <= 0 {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			p.stopped = append(p.stopped, pid)
+		}
+	}
+}
+
+func (p *pauser) resumeAll() {
+	for _, pid := range p.stopped {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	p.stopped = p.stopped[:0]
 }
 
 func fixedPID(p *proc) func() (int, error) { return func() (int, error) { return p.PID(), nil } }
