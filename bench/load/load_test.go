@@ -412,3 +412,39 @@ func TestParseSchedstat(t *testing.T) {
 		t.Errorf("cpuTime(self) = %v, %v", d, err)
 	}
 }
+
+func TestSameRequestBases(t *testing.T) {
+	t.Parallel()
+	pid := func(n int) func() (int, error) { return func() (int, error) { return n, nil } }
+	ts := []target{
+		{name: "refproxy", pid: pid(1)},
+		{name: "edgeauth-noauth", url: "http://n/", pid: pid(2)},
+		{name: "edgeauth-bearer", url: "http://b/", headers: []string{"Authorization: Bearer x"}, pid: pid(3)},
+		{name: "edgeauth-plain", url: "http://p/", pid: pid(4)},
+	}
+	ratios := []ratio{
+		{Target: "edgeauth-noauth", Base: "refproxy", Bar: 0.9},
+		{Target: "edgeauth-bearer", Base: "edgeauth-noauth", Bar: 0.85},
+		{Target: "edgeauth-plain", Base: "edgeauth-noauth", Bar: 0.85}, // no headers: no alias
+	}
+	gotTs, gotRatios := sameRequestBases(ts, ratios)
+	var names []string
+	for _, tg := range gotTs {
+		names = append(names, tg.name)
+	}
+	wantNames := []string{"refproxy", "edgeauth-noauth", "edgeauth-bearer", "edgeauth-noauth+bearer-request", "edgeauth-plain"}
+	if diff := cmp.Diff(wantNames, names); diff != "" {
+		t.Fatalf("targets (-want +got):\n%s", diff)
+	}
+	alias := gotTs[3]
+	if alias.url != "http://n/" || len(alias.headers) != 1 || alias.headers[0] != "Authorization: Bearer x" {
+		t.Errorf("alias %+v: want the no-auth URL with the bearer headers", alias)
+	}
+	if p, _ := alias.pid(); p != 2 {
+		t.Errorf("alias pid %d, want the no-auth process", p)
+	}
+	wantRatios := append(append([]ratio(nil), ratios[:2]...), ratio{Target: "edgeauth-bearer", Base: "edgeauth-noauth+bearer-request", Bar: 0.85}, ratios[2])
+	if diff := cmp.Diff(wantRatios, gotRatios); diff != "" {
+		t.Errorf("ratios (-want +got):\n%s", diff)
+	}
+}

@@ -296,6 +296,7 @@ func run(ctx context.Context, o options, logw io.Writer) (err error) {
 		ts = append(ts, t)
 		ratios = append(ratios, sc.ratios...)
 	}
+	ts, ratios = sameRequestBases(ts, ratios)
 	for _, t := range ts {
 		if t.metrics != "" {
 			continue // checked above
@@ -417,6 +418,46 @@ func freezeNote(on bool) string {
 	return "the other servers left running while one is measured"
 }
 
+// sameRequestBases adds, for every auth scenario whose requests carry
+// headers (a bearer token, a session cookie, X-Forwarded-For), the no-auth
+// route measured with those same headers, and judges the scenario's bar
+// against it too. A kilobyte of Authorization header costs the kernel, the
+// proxy's parser and the upstream on the shared CPU the same with or
+// without auth; comparing the same request isolates what auth costs.
+// The bar must then be met against both bases.
+func sameRequestBases(ts []target, ratios []ratio) ([]target, []ratio) {
+	i := slices.IndexFunc(ts, func(t target) bool { return t.name == "edgeauth-noauth" })
+	if i < 0 {
+		return ts, ratios
+	}
+	base := ts[i]
+	aliases := map[string]target{} // scenario target -> no-auth alias
+	var out []ratio
+	for _, r := range ratios {
+		out = append(out, r)
+		if r.Base != base.name {
+			continue
+		}
+		j := slices.IndexFunc(ts, func(t target) bool { return t.name == r.Target })
+		if j < 0 || len(ts[j].headers) == 0 {
+			continue
+		}
+		alias := target{name: base.name + "+" + strings.TrimPrefix(r.Target, "edgeauth-") + "-request", url: base.url, headers: ts[j].headers, pid: base.pid}
+		aliases[r.Target] = alias
+		out = append(out, ratio{Target: r.Target, Base: alias.name, Bar: r.Bar})
+	}
+	// Each alias runs right after its scenario, so the pair shares a round's
+	// conditions.
+	var all []target
+	for _, t := range ts {
+		all = append(all, t)
+		if a, ok := aliases[t.name]; ok {
+			all = append(all, a)
+		}
+	}
+	return all, out
+}
+
 // pauser stops the servers not being measured (SIGSTOP) and resumes them.
 // Every one of them was started by this harness; the upstream is never
 // stopped.
@@ -430,12 +471,16 @@ func (p *pauser) others(ts []target, measured target) {
 	if !p.enabled {
 		return
 	}
+	mpid := -1
+	if measured.pid != nil {
+		mpid, _ = measured.pid()
+	}
 	for _, t := range ts {
 		if t.name == measured.name || t.pid == nil {
 			continue
 		}
 		pid, err := t.pid()
-		if err != nil || pid == p.upstream || pid <= 0 {
+		if err != nil || pid == p.upstream || pid == mpid || pid <= 0 || slices.Contains(p.stopped, pid) {
 			continue
 		}
 		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
