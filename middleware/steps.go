@@ -12,8 +12,7 @@ import "github.com/valyala/fasthttp"
 type Steps struct {
 	ClientIP Middleware // real client IP from trusted proxies
 	Audit    Middleware // emits one event after the inner steps returned
-	Session  Middleware // session cookie → principal
-	Refresh  Middleware // renews sessions whose tokens are about to expire
+	Session  Middleware // session cookie → principal (renewing tokens about to expire)
 	Token    Middleware // Authorization header → principal
 	Risk     Middleware // location, device, history → score and reasons
 	Policy   Middleware // allow | login | step-up | deny
@@ -22,5 +21,5 @@ type Steps struct {
 
 // Build wraps h (the upstream forwarder) with the steps in pipeline order.
 func (s Steps) Build(h fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return Chain(h, s.ClientIP, s.Audit, s.Session, s.Refresh, s.Token, s.Risk, s.Policy, s.Identity)
+	return Chain(h, s.ClientIP, s.Audit, s.Session, s.Token, s.Risk, s.Policy, s.Identity)
 }

@@ -23,14 +23,13 @@ func TestStepsBuildRunsInPipelineOrder(t *testing.T) {
 		Policy:   recorder("policy", &seen),
 		Risk:     recorder("risk", &seen),
 		Token:    recorder("token", &seen),
-		Refresh:  recorder("refresh", &seen),
 		Session:  recorder("session", &seen),
 		Audit:    recorder("audit", &seen),
 		ClientIP: recorder("clientip", &seen),
 	}
 	h := s.Build(func(*fasthttp.RequestCtx) { seen = append(seen, "upstream") })
 	h(&fasthttp.RequestCtx{})
-	want := []string{"clientip", "audit", "session", "refresh", "token", "risk", "policy", "identity", "upstream"}
+	want := []string{"clientip", "audit", "session", "token", "risk", "policy", "identity", "upstream"}
 	if diff := cmp.Diff(want, seen); diff != "" {
 		t.Fatalf("pipeline order (-want +got):\n%s", diff)
 	}

@@ -541,10 +541,10 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 	if s.rp != nil {
 		if steps.Session, err = session.Middleware(session.MiddlewareOptions{
 			Codec: s.codec, Cookie: s.cookie, Store: s.store, Logger: s.logger, OnStoreError: s.sessionStoreError,
+			Refresh: s.rp.MaybeRefresh,
 		}); err != nil {
 			return nil, wrapErr("session", err)
 		}
-		steps.Refresh = s.rp.Middleware()
 	}
 	if s.verifier != nil && r.Bearer {
 		if steps.Token, err = token.Middleware(s.verifier, token.RouteOptions{

@@ -26,6 +26,12 @@ type MiddlewareOptions struct {
 	// has written the response (say, a 503 page) and the chain stops. Nil,
 	// or false, continues without a session: policy then asks for a login.
 	OnStoreError func(ctx *fasthttp.RequestCtx, err error) (handled bool)
+	// Refresh, when set, sees every live session before the state is
+	// filled and returns the one to use: the same, or one renewed because
+	// its tokens are about to expire (sso.RP.MaybeRefresh). An error makes
+	// the request anonymous. It runs here rather than as a step of its own
+	// so a request looks its session up once.
+	Refresh func(ctx context.Context, s *Session) (*Session, error)
 }
 
 // Middleware returns the session lookup step. It reads the session cookie,
@@ -86,6 +92,12 @@ func (o *MiddlewareOptions) lookup(ctx *fasthttp.RequestCtx) (handled bool) {
 			return o.OnStoreError(ctx, err)
 		}
 		return false
+	}
+	if o.Refresh != nil {
+		if s, err = o.Refresh(context.Background(), s); err != nil {
+			// Logged by the refresher; the user signs in again.
+			return false
+		}
 	}
 	st := reqstate.Get(ctx)
 	st.Method = reqstate.MethodSession

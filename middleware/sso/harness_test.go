@@ -129,7 +129,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lookup, err := session.Middleware(session.MiddlewareOptions{Codec: codec, Cookie: cookie, Store: e.store})
+	lookup, err := session.Middleware(session.MiddlewareOptions{Codec: codec, Cookie: cookie, Store: e.store, Refresh: rp.MaybeRefresh})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		fmt.Fprintf(ctx, "hello %s uri=%s acr=%s groups=%s", st.Principal.Subject, ctx.RequestURI(),
 			st.Principal.ACR, strings.Join(st.Principal.Groups, ","))
 	}
-	chain := lookup(rp.Middleware()(app))
+	chain := lookup(app)
 	reserved := rp.Handler()
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		if strings.HasPrefix(string(ctx.Path()), "/.edgeauth/") {

@@ -18,7 +18,6 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/oauth2"
 
-	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/edgeauth/edgeauth/middleware/session"
 	"github.com/edgeauth/edgeauth/proxy/errpage"
 )
@@ -531,40 +530,6 @@ func (rp *RP) Handler() fasthttp.RequestHandler {
 			rp.HandleBackChannelLogout(ctx)
 		default:
 			errpage.Write(ctx, fasthttp.StatusNotFound, "not_found", "Not found.")
-		}
-	}
-}
-
-// Middleware refreshes the request's session when its tokens are about to
-// expire (see MaybeRefresh). It runs after the session-lookup step, which
-// sets reqstate.State.SessionID. When the refresh ends the session, the
-// request continues as unauthenticated (policy then decides login or 401).
-func (rp *RP) Middleware() func(fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-		return func(ctx *fasthttp.RequestCtx) {
-			st := reqstate.Peek(ctx)
-			if st == nil || st.SessionID == "" {
-				next(ctx)
-				return
-			}
-			bctx := context.Background()
-			sess, err := rp.opts.Store.Get(bctx, st.SessionID)
-			if err != nil {
-				next(ctx)
-				return
-			}
-			n, err := rp.MaybeRefresh(bctx, sess)
-			switch {
-			case err != nil:
-				st.Method = reqstate.MethodNone
-				st.Principal = reqstate.Principal{}
-				st.SessionID = ""
-			case n != sess:
-				p := &st.Principal
-				p.Email, p.EmailVerified, p.Name, p.PreferredUsername = n.Email, n.EmailVerified, n.Name, n.PreferredUsername
-				p.Groups, p.Claims = n.Groups, n.Claims
-			}
-			next(ctx)
 		}
 	}
 }
