@@ -256,7 +256,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 var hdrRequestID = []byte(errpage.RequestIDHeader)
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	// With LazyRequestTime this is the request's one clock read; the auth
+	// steps get the same time from ctx.Time (reqstate.Now).
+	start := ctx.Time()
 	m := s.opts.Metrics
 	if m != nil {
 		m.inFlight.Inc()

@@ -442,7 +442,7 @@ func sameRequestBases(ts []target, ratios []ratio) ([]target, []ratio) {
 		if j < 0 || len(ts[j].headers) == 0 {
 			continue
 		}
-		alias := target{name: base.name + "+" + strings.TrimPrefix(r.Target, "edgeauth-") + "-request", url: base.url, headers: ts[j].headers, pid: base.pid}
+		alias := target{name: base.name + "+" + strings.TrimPrefix(r.Target, "edgeauth-") + "-request", url: base.url, headers: ts[j].headers, pid: base.pid, pprof: base.pprof}
 		aliases[r.Target] = alias
 		out = append(out, ratio{Target: r.Target, Base: alias.name, Bar: r.Bar})
 	}

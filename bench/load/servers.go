@@ -272,8 +272,10 @@ func parseSchedstat(b []byte) (time.Duration, error) {
 func cpuProfile(ctx context.Context, t target, o options, dir string) (string, error) {
 	d := o.pprofFor
 	wrkDone := make(chan error, 1)
+	var res wrkResult
 	go func() {
-		_, err := runWrk(ctx, o.wrkCPU, t.url, d+2*time.Second, o.conns, t.headers)
+		var err error
+		res, err = runWrk(ctx, o.wrkCPU, t.url, d+2*time.Second, o.conns, t.headers)
 		wrkDone <- err
 	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.pprof+"?seconds="+strconv.Itoa(int(d.Seconds())), nil)
@@ -296,5 +298,11 @@ func cpuProfile(ctx context.Context, t target, o options, dir string) (string, e
 		return "", werr
 	}
 	path := filepath.Join(dir, t.name+".pprof")
+	// The request rate under the profile, to turn its seconds into time
+	// per request: the profile covers d of the run's d+2s.
+	note := fmt.Sprintf("requests/s %.0f\nprofiled requests %.0f\n", res.RequestsPerSec, res.RequestsPerSec*d.Seconds())
+	if err := os.WriteFile(path+".txt", []byte(note), 0o600); err != nil {
+		return "", err
+	}
 	return path, os.WriteFile(path, body, 0o600)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -103,6 +104,12 @@ func TestMiddlewareRecordsDecisions(t *testing.T) {
 	ctx := new(fasthttp.RequestCtx)
 	ctx.Request.Header.Set("X-Request-Id", "req-42")
 	h(ctx)
+	// Plain allows take the counter looked up when the middleware was
+	// built; they must land in the same series as any other.
+	allow := mw(func(ctx *fasthttp.RequestCtx) { reqstate.Get(ctx).Decision = reqstate.DecisionAllow })
+	for range 2 {
+		allow(new(fasthttp.RequestCtx))
+	}
 	rec.Emit(Event{Type: "admin", Subject: "ops", Detail: "revoked sessions of alice"})
 	closeRec(t, rec)
 
@@ -114,6 +121,8 @@ func TestMiddlewareRecordsDecisions(t *testing.T) {
 			"device": HashID("raw-device-id"), "score": float64(95), "reasons": []any{"impossible_travel", "new_device"},
 			"decision": "deny", "shadow_decision": "step_up", "reason": "risk_too_high", "status": float64(403),
 		},
+		{"time": "2026-03-01T12:00:00Z", "type": "request", "route": "wiki", "method": "none", "score": float64(0), "decision": "allow", "shadow_decision": "step_up", "status": float64(200)},
+		{"time": "2026-03-01T12:00:00Z", "type": "request", "route": "wiki", "method": "none", "score": float64(0), "decision": "allow", "shadow_decision": "step_up", "status": float64(200)},
 		{"time": "2026-03-01T12:00:00Z", "type": "admin", "sub": "ops", "detail": "revoked sessions of alice", "score": float64(0), "decision": ""},
 	}
 	got := out.events(t)
@@ -127,6 +136,9 @@ func TestMiddlewareRecordsDecisions(t *testing.T) {
 	}
 	if v := counterValue(t, rec.decisions.WithLabelValues("wiki", "deny", "risk_too_high")); v != 1 {
 		t.Errorf("decisions{wiki,deny,risk_too_high} = %v, want 1", v)
+	}
+	if v := counterValue(t, rec.decisions.WithLabelValues("wiki", "allow", "")); v != 2 {
+		t.Errorf("decisions{wiki,allow,\"\"} = %v, want 2", v)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -448,5 +460,22 @@ func TestEventsQueuedDuringAWriteShareTheNextWrite(t *testing.T) {
 	}
 	if w.calls != 2 {
 		t.Errorf("%d writes for 21 events, want 2 (one, then the 20 queued behind it)", w.calls)
+	}
+}
+
+func TestIDHashesMatchHashID(t *testing.T) {
+	t.Parallel()
+	var c idHashes
+	if c.hash("") != "" {
+		t.Error(`hash("") not empty`)
+	}
+	for i := range maxIDHashes + 10 { // past the bound: the map is reset, answers stay right
+		id := fmt.Sprintf("session-%d", i%(maxIDHashes+5))
+		if got, want := c.hash(id), HashID(id); got != want {
+			t.Fatalf("hash(%q) = %q, want %q", id, got, want)
+		}
+	}
+	if len(c.m) > maxIDHashes {
+		t.Errorf("cache holds %d ids, bound %d", len(c.m), maxIDHashes)
 	}
 }

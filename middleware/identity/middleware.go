@@ -129,7 +129,7 @@ func Middleware(o Options) (func(fasthttp.RequestHandler) fasthttp.RequestHandle
 				groupBufs.Put(bp)
 			}
 			if len(assertion) > 0 {
-				tok, err := o.Signer.Assertion(o.RouteName, p)
+				tok, err := o.Signer.AssertionAt(o.RouteName, p, reqstate.Now(ctx))
 				if err != nil {
 					// Fail closed: an upstream that requires the
 					// assertion must not see the request without it.

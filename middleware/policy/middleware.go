@@ -58,7 +58,7 @@ func Middleware(rule *Rule, ch Challenger, logger *slog.Logger) (func(fasthttp.R
 				Authenticated: st.Authenticated(),
 				Score:         st.RiskScore,
 				Reasons:       st.Reasons(),
-				Now:           time.Now(),
+				Now:           reqstate.Now(ctx),
 			}
 			if in.Authenticated {
 				in.Principal = &st.Principal

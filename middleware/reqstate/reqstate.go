@@ -175,6 +175,17 @@ type key struct{}
 
 var pool = sync.Pool{New: func() any { return new(State) }}
 
+// Now is the time of ctx's request: one clock read per request, shared by
+// every step (fasthttp's RequestCtx.Time, which the proxy reads as the
+// request's start), or the real clock when ctx has no time (outside a
+// server, as in unit tests). Steps with a test clock use that instead.
+func Now(ctx *fasthttp.RequestCtx) time.Time {
+	if t := ctx.Time(); !t.IsZero() {
+		return t
+	}
+	return time.Now()
+}
+
 // Get returns the request's state, attaching a fresh one on first use.
 func Get(ctx *fasthttp.RequestCtx) *State {
 	if v, ok := ctx.UserValue(key{}).(*State); ok {

@@ -125,7 +125,10 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 			}
 			req.SessionFingerprint = st.SessionFingerprint
 			req.AcceptedIP = st.AcceptedIP
-			t := now()
+			t := reqstate.Now(ctx)
+			if o.Now != nil {
+				t = o.Now() // a test's clock
+			}
 			var a Assessment
 			svc.Assess(context.Background(), &req, t, &a)
 			st.Location = a.Location

@@ -70,9 +70,6 @@ func Middleware(v *Verifier, route RouteOptions, logger *slog.Logger) (func(fast
 		now:      route.Now,
 		scopeStr: strings.Join(route.RequiredScopes, " "),
 	}
-	if m.now == nil {
-		m.now = time.Now
-	}
 	return m.wrap, nil
 }
 
@@ -120,7 +117,10 @@ func (m *mw) wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			return
 		}
 
-		now := m.now()
+		now := reqstate.Now(ctx)
+		if m.now != nil {
+			now = m.now() // a test's clock
+		}
 		c, err := m.v.Verify(context.Background(), raw, now)
 		if err == nil {
 			err = m.checkRoute(c)

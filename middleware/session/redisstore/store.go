@@ -508,6 +508,11 @@ func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
 	case err == nil:
 		if s.epoch.Load() == epoch {
 			s.l1.SetWithTTL(id, &entry{sess: sess, fresh: now.Add(s.opts.L1TTL)}, s.cost(sess), s.l1RealTTL())
+			// ristretto applies sets asynchronously; without waiting, the
+			// requests right behind this one (a page's assets) miss L1
+			// too and read Redis again, one after another. Only misses
+			// wait, once per session per L1 TTL.
+			s.l1.Wait()
 		}
 		return s.touch(ctx, sess, now)
 	case errors.Is(err, session.ErrNotFound):
