@@ -502,18 +502,22 @@ func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
 	// each would read Redis (and open pool connections) for the same
 	// record. The key carries the revocation epoch: a request that starts
 	// after a revocation must not join a read that began before it.
-	v, err, _ := s.fetches.Do(strconv.FormatUint(epoch, 10)+"/"+id, func() (any, error) { return s.fetch(ctx, id, now) })
+	v, err, _ := s.fetches.Do(strconv.FormatUint(epoch, 10)+"/"+id, func() (any, error) {
+		sess, err := s.fetch(ctx, id, now)
+		if err == nil && s.epoch.Load() == epoch {
+			// Cached before the read's waiters return, and waited for
+			// (ristretto applies sets asynchronously): otherwise the
+			// requests right behind these (a page's assets) miss L1 too
+			// and read Redis again, one flight after another. Only misses
+			// wait, once per session per L1 TTL.
+			s.l1.SetWithTTL(id, &entry{sess: sess, fresh: now.Add(s.opts.L1TTL)}, s.cost(sess), s.l1RealTTL())
+			s.l1.Wait()
+		}
+		return sess, err
+	})
 	sess, _ := v.(*session.Session)
 	switch {
 	case err == nil:
-		if s.epoch.Load() == epoch {
-			s.l1.SetWithTTL(id, &entry{sess: sess, fresh: now.Add(s.opts.L1TTL)}, s.cost(sess), s.l1RealTTL())
-			// ristretto applies sets asynchronously; without waiting, the
-			// requests right behind this one (a page's assets) miss L1
-			// too and read Redis again, one after another. Only misses
-			// wait, once per session per L1 TTL.
-			s.l1.Wait()
-		}
 		return s.touch(ctx, sess, now)
 	case errors.Is(err, session.ErrNotFound):
 		if cached {
