@@ -81,7 +81,15 @@ func Middleware(o Options) (func(fasthttp.RequestHandler) fasthttp.RequestHandle
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	user, email, groups, pref, assertion := []byte(hs.User), []byte(hs.Email), []byte(hs.Groups), []byte(hs.PreferredUsername), []byte(hs.Assertion)
+	// Canonical once here, so each request sets them without normalising
+	// the names again (SetCanonical).
+	canon := func(name string) []byte {
+		if name == "" {
+			return nil
+		}
+		return fasthttp.AppendNormalizedHeaderKey(nil, name)
+	}
+	user, email, groups, pref, assertion := canon(hs.User), canon(hs.Email), canon(hs.Groups), canon(hs.PreferredUsername), canon(hs.Assertion)
 	set := func(ctx *fasthttp.RequestCtx, name []byte, v string) {
 		if len(name) == 0 || v == "" {
 			return
@@ -90,7 +98,7 @@ func Middleware(o Options) (func(fasthttp.RequestHandler) fasthttp.RequestHandle
 			logger.LogAttrs(ctx, slog.LevelWarn, "identity: claim with control characters not forwarded", slog.String("header", string(name)))
 			return
 		}
-		ctx.Request.Header.SetBytesKV(name, s2b(v))
+		ctx.Request.Header.SetCanonical(name, s2b(v))
 	}
 	return func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		return func(ctx *fasthttp.RequestCtx) {
@@ -123,7 +131,7 @@ func Middleware(o Options) (func(fasthttp.RequestHandler) fasthttp.RequestHandle
 					b = append(b, g...)
 				}
 				if len(b) > 0 {
-					h.SetBytesKV(groups, b)
+					h.SetCanonical(groups, b)
 				}
 				*bp = b
 				groupBufs.Put(bp)
@@ -137,7 +145,7 @@ func Middleware(o Options) (func(fasthttp.RequestHandler) fasthttp.RequestHandle
 					errpage.Write(ctx, fasthttp.StatusInternalServerError, "assertion_failed", "The request could not be completed.")
 					return
 				}
-				h.SetBytesKV(assertion, tok)
+				h.SetCanonical(assertion, tok)
 			}
 			next(ctx)
 		}
