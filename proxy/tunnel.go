@@ -285,7 +285,25 @@ func (f *forwarder) upgrade(ctx *fasthttp.RequestCtx, u *upstream, start time.Ti
 	ic.read, ic.write = 0, 0
 	log, route := f.log, f.opts.Name
 	// fasthttp writes the 101 head, flushes, then hands over the connection.
+	// If that write fails it never calls the hijack handler, and nothing
+	// else would close the upstream connection: a guard does, once the
+	// write has had its time. Whichever of the two claims it first owns it.
+	var claimed atomic.Bool
+	writeTimeout := DefaultWriteTimeout
+	if ex.srv != nil {
+		writeTimeout = ex.srv.opts.WriteTimeout
+	}
+	guard := time.AfterFunc(writeTimeout+time.Second, func() {
+		if claimed.CompareAndSwap(false, true) {
+			_ = up.Close()
+			log.LogAttrs(context.Background(), slog.LevelDebug, "upgrade: 101 never reached the client; upstream connection closed", slog.String("route", route))
+		}
+	})
 	ctx.Hijack(func(c net.Conn) {
+		guard.Stop()
+		if !claimed.CompareAndSwap(false, true) {
+			return // the guard closed up: the 101 took longer than the write timeout
+		}
 		t := &tunnel{client: c, up: up, upR: br, idle: idle}
 		if set != nil && !set.add(t) {
 			up.Close() // shutting down

@@ -238,3 +238,46 @@ func TestShutdownClosesUpgrades(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUpgradeClientGoneBefore101ClosesUpstream: when the 101 cannot be
+// written (the client reset its connection while the upstream answered),
+// fasthttp never hands the connection over, and the dedicated upstream
+// connection must still be closed.
+func TestUpgradeClientGoneBefore101ClosesUpstream(t *testing.T) {
+	t.Parallel()
+	ln := listenLocal(t)
+	t.Cleanup(func() { ln.Close() })
+	upClosed := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var req fasthttp.Request
+		if req.Read(br) != nil {
+			return
+		}
+		time.Sleep(300 * time.Millisecond) // the client is gone by now
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(io.Discard, c) // returns when the proxy closes its side
+		close(upClosed)
+	}()
+	h := startProxy(t, Options{WriteTimeout: 500 * time.Millisecond}, RoutesConfig{Routes: []RouteOptions{{Name: "ws", Upstreams: []string{"http://" + ln.Addr().String()}}}})
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, wsHandshake); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_ = c.(*net.TCPConn).SetLinger(0) // close with RST: the 101 write fails
+	c.Close()
+	select {
+	case <-upClosed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream connection still open 10s after the client vanished")
+	}
+}
