@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/edgeauth/edgeauth/config"
+	"github.com/edgeauth/edgeauth/middleware/policy"
 	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/edgeauth/edgeauth/middleware/risk"
 	"github.com/edgeauth/edgeauth/middleware/risk/geoip"
@@ -60,16 +61,49 @@ func loginRiskThreshold(cfg *config.Config) int {
 	return at
 }
 
-// routeThresholds returns each route's thresholds by name and the default
-// route's (route defaults: step-up at 40, deny never), which events with an
-// empty or unknown route use.
-func routeThresholds(cfg *config.Config) (map[string]risk.Thresholds, risk.Thresholds) {
-	byName := make(map[string]risk.Thresholds, len(cfg.Routes))
+// routeDecider maps a replayed event's route and risk result to a
+// decision with the proxy's own policy rules (policyRule), built with risk
+// mode enforce whatever the route says, so a replay shows what enforcing
+// would do. Events with an empty or unknown route get a rule from the
+// route defaults; routes with auth: none run no risk step in the proxy and
+// allow.
+func routeDecider(cfg *config.Config) (func(route string, r *risk.Result) reqstate.Decision, error) {
+	rules := make(map[string]*policy.Rule, len(cfg.Routes))
 	for _, r := range cfg.Routes {
-		byName[r.Name] = risk.Thresholds{StepUpAt: r.StepUpAt, DenyAt: r.DenyAt}
+		if r.Auth == config.AuthNone {
+			continue
+		}
+		rule, err := policyRule(cfg, r, config.RiskEnforce)
+		if err != nil {
+			return nil, fmt.Errorf("route %q: %w", r.Name, err)
+		}
+		rules[r.Name] = rule
+	}
+	none := make(map[string]bool)
+	for _, r := range cfg.Routes {
+		none[r.Name] = r.Auth == config.AuthNone
 	}
 	def := config.RouteDefaults()
-	return byName, risk.Thresholds{StepUpAt: def.StepUpAt, DenyAt: def.DenyAt}
+	def.Name = "default"
+	defRule, err := policyRule(cfg, def, config.RiskEnforce)
+	if err != nil {
+		return nil, fmt.Errorf("route defaults: %w", err)
+	}
+	return func(route string, res *risk.Result) reqstate.Decision {
+		if none[route] {
+			return reqstate.DecisionAllow
+		}
+		rule, ok := rules[route]
+		if !ok {
+			rule = defRule
+		}
+		list := res.List()
+		reasons := make([]string, len(list))
+		for i, r := range list {
+			reasons[i] = r.String()
+		}
+		return rule.RiskDecision(res.Score, reasons)
+	}, nil
 }
 
 const riskUsage = `Usage: edgeauth risk replay -config FILE [-in events.jsonl] [-out decisions.jsonl]
@@ -193,9 +227,12 @@ func replayConfig(ctx context.Context, cfg *config.Config, in io.Reader, out, st
 		return replay.Stats{}, fmt.Errorf("risk: %w", err)
 	}
 	defer svc.Close()
-	routes, def := routeThresholds(cfg)
+	decide, err := routeDecider(cfg)
+	if err != nil {
+		return replay.Stats{}, fmt.Errorf("risk: %w", err)
+	}
 	return replay.Run(ctx, replay.Options{
-		Service: svc, Routes: routes, Default: def, Issuer: cfg.OIDC.Issuer,
+		Service: svc, Decide: decide, Issuer: cfg.OIDC.Issuer,
 		LoginStepUpAt: loginRiskThreshold(cfg), ProgressEvery: progressEvery,
 	}, in, out, stderr)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/edgeauth/edgeauth/config"
+	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/edgeauth/edgeauth/middleware/risk"
 	"github.com/edgeauth/edgeauth/middleware/risk/geoip/geoiptest"
 )
@@ -170,25 +171,66 @@ func TestRiskCommandUsage(t *testing.T) {
 	}
 }
 
-// TestRouteThresholds pins that replay reads the thresholds the proxy's
-// policy step gets for each route, and the route defaults otherwise.
-func TestRouteThresholds(t *testing.T) {
+// TestReplayDecidesLikePolicy: replay's decision for a score comes from the
+// same policy rule the proxy builds for the route (with risk enforced), so
+// the edge cases agree too: step_up_at: 0 never steps up on score, deny_at
+// denies, hard reasons deny, auth: none allows, unknown routes take the
+// route defaults.
+func TestReplayDecidesLikePolicy(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load(writeReplayConfig(t))
+	cfg, err := config.Parse([]byte(`oidc: {issuer: "https://idp.example.com", client_id: e, client_secret: s}
+session: {secrets: ["0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]}
+routes:
+  - {name: admin, path: /admin/, upstream: "http://127.0.0.1:9", step_up_at: 20, deny_at: 80}
+  - {name: quiet, path: /quiet/, upstream: "http://127.0.0.1:9", step_up_at: 0, risk_mode: shadow}
+  - {name: open, path: /open/, upstream: "http://127.0.0.1:9", auth: none}
+  - {name: app, path: /, upstream: "http://127.0.0.1:9"}
+`), "replay.yaml", func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName, def := routeThresholds(cfg)
-	want := map[string]risk.Thresholds{"admin": {StepUpAt: 20}, "app": {StepUpAt: 40}}
-	if diff := cmp.Diff(want, byName); diff != "" {
-		t.Errorf("routes (-want +got):\n%s", diff)
+	decide, err := routeDecider(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if def != (risk.Thresholds{StepUpAt: 40}) {
-		t.Errorf("default %+v, want step-up at 40", def)
+	hard := risk.Result{Score: 100, HardDeny: true, N: 1}
+	hard.Reasons[0] = reasonByName(t, "country_denied")
+	tests := []struct {
+		route string
+		res   risk.Result
+		want  reqstate.Decision
+	}{
+		{"admin", risk.Result{Score: 19}, reqstate.DecisionAllow},
+		{"admin", risk.Result{Score: 20}, reqstate.DecisionStepUp},
+		{"admin", risk.Result{Score: 80}, reqstate.DecisionDeny},
+		{"quiet", risk.Result{Score: 99}, reqstate.DecisionAllow}, // 0 disables, shadow replayed as enforce
+		{"quiet", hard, reqstate.DecisionDeny},
+		{"open", hard, reqstate.DecisionAllow},
+		{"app", risk.Result{Score: 40}, reqstate.DecisionStepUp},
+		{"app", risk.Result{Score: 500}, reqstate.DecisionStepUp}, // deny_at unset: behaviour never denies
+		{"", risk.Result{Score: 39}, reqstate.DecisionAllow},
+		{"unknown", risk.Result{Score: 40}, reqstate.DecisionStepUp},
+		{"unknown", hard, reqstate.DecisionDeny},
+	}
+	for _, tt := range tests {
+		if got := decide(tt.route, &tt.res); got != tt.want {
+			t.Errorf("route %q score %d: %v, want %v", tt.route, tt.res.Score, got, tt.want)
+		}
 	}
 	if got := loginRiskThreshold(cfg); got != 20 {
 		t.Errorf("login threshold %d, want 20 (lowest enforcing route)", got)
 	}
+}
+
+func reasonByName(t *testing.T, name string) risk.Reason {
+	t.Helper()
+	for r := risk.Reason(0); r.String() != "unknown"; r++ {
+		if r.String() == name {
+			return r
+		}
+	}
+	t.Fatalf("no risk reason %q", name)
+	return 0
 }
 
 // TestRiskAlertOnReasonAccepted pins issue 5's alert config: "audit.alerts.on

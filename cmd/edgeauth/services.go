@@ -558,17 +558,7 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 			return nil, wrapErr("risk", err)
 		}
 	}
-	mode, err := policy.ParseRiskMode(string(r.RiskMode))
-	if err != nil {
-		return nil, wrapErr("policy", err)
-	}
-	hard := []string{"country_not_allowed"}
-	rule, err := policy.NewRule(policy.RouteOptions{
-		Name: r.Name, AuthNone: r.Auth == config.AuthNone, Public: r.Public,
-		AllowEmails: r.Allow.Emails, AllowEmailDomains: r.Allow.EmailDomains, AllowGroups: r.Allow.Groups, AllowClaims: r.Allow.Claims,
-		RequireACR: r.ACR, MaxAuthAge: r.MaxAuthAge.D(), StepUpAt: r.StepUpAt, DenyAt: r.DenyAt, RiskMode: mode,
-		StepUpACR: cfg.OIDC.StepUp.ACRValues, StepUpMaxAge: cfg.OIDC.StepUp.MaxAge.D(), HardDenyReasons: hard,
-	})
+	rule, err := policyRule(cfg, r, r.RiskMode)
 	if err != nil {
 		return nil, wrapErr("policy", err)
 	}
@@ -580,6 +570,23 @@ func (s *services) wrapRoute(cfg *config.Config, r config.Route, cip clientip.Op
 		return nil, wrapErr("policy", err)
 	}
 	return steps.Build(forward), nil
+}
+
+// policyRule builds a route's policy rule with the given risk mode. The
+// proxy uses the route's own mode; `edgeauth risk replay` builds every rule
+// with enforce, to show what enforcing would decide.
+func policyRule(cfg *config.Config, r config.Route, riskMode config.RiskMode) (*policy.Rule, error) {
+	mode, err := policy.ParseRiskMode(string(riskMode))
+	if err != nil {
+		return nil, err
+	}
+	return policy.NewRule(policy.RouteOptions{
+		Name: r.Name, AuthNone: r.Auth == config.AuthNone, Public: r.Public,
+		AllowEmails: r.Allow.Emails, AllowEmailDomains: r.Allow.EmailDomains, AllowGroups: r.Allow.Groups, AllowClaims: r.Allow.Claims,
+		RequireACR: r.ACR, MaxAuthAge: r.MaxAuthAge.D(), StepUpAt: r.StepUpAt, DenyAt: r.DenyAt, RiskMode: mode,
+		StepUpACR: cfg.OIDC.StepUp.ACRValues, StepUpMaxAge: cfg.OIDC.StepUp.MaxAge.D(),
+		HardDenyReasons: []string{"country_not_allowed"},
+	})
 }
 
 // orOff maps a configured empty header name to identity's "off" marker.

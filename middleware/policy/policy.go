@@ -370,6 +370,14 @@ func (r *Rule) authStrength(p *reqstate.Principal, now time.Time) (Decision, boo
 	return Decision{}, true
 }
 
+// RiskDecision is what the route's risk settings alone decide for a score
+// and its reasons: hard-deny reasons, deny_at, step_up_at, under the
+// route's risk mode (off: always allow). `edgeauth risk replay` decides
+// with it, so a replay and the proxy cannot disagree on a threshold.
+func (r *Rule) RiskDecision(score int, reasons []string) reqstate.Decision {
+	return r.riskDecision(Input{Score: score, Reasons: reasons}).Kind
+}
+
 // riskDecision maps score and reasons to what risk alone would decide.
 func (r *Rule) riskDecision(in Input) Decision {
 	if r.mode == RiskOff {

@@ -356,8 +356,10 @@ func (s *Service) ForgetDevices(ctx context.Context, iss, sub string) error {
 	return s.save(ctx, iss, sub, h)
 }
 
-// Thresholds map a score to a decision for one route. They live here so
-// that replay and the proxy's policy step share one definition.
+// Thresholds map a score to a decision for one route: replay's fallback
+// when it is given no Decide function (tests, bench/riskeval). The proxy
+// decides with middleware/policy, and `edgeauth risk replay` passes the
+// same policy rules to replay, so the two cannot disagree.
 type Thresholds struct {
 	// StepUpAt is the score at or above which step-up is required. Zero
 	// means 40.

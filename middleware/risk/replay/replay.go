@@ -47,6 +47,10 @@ type Options struct {
 	Routes map[string]risk.Thresholds
 	// Default thresholds (zero value: step-up at 40, never deny on score).
 	Default risk.Thresholds
+	// Decide, when set, maps an event's route and result to the decision
+	// instead of Routes and Default: cmd/edgeauth passes the proxy's own
+	// policy rules, so a replay decides exactly as the proxy would.
+	Decide func(route string, r *risk.Result) reqstate.Decision
 	// Issuer is the issuer events are attributed to. "" means "replay".
 	Issuer string
 	// LoginStepUpAt is the score at which a login event is not trusted,
@@ -188,11 +192,16 @@ func Run(ctx context.Context, cfg Options, in io.Reader, out io.Writer, stderr i
 			DeviceID: device.IDFromString(ev.DeviceID),
 		}
 		svc.Assess(ctx, &req, t, &a)
-		th, ok := cfg.Routes[ev.Route]
-		if !ok {
-			th = cfg.Default
+		var dec reqstate.Decision
+		if cfg.Decide != nil {
+			dec = cfg.Decide(ev.Route, &a.Result)
+		} else {
+			th, ok := cfg.Routes[ev.Route]
+			if !ok {
+				th = cfg.Default
+			}
+			dec = th.Decide(&a.Result)
 		}
-		dec := th.Decide(&a.Result)
 		st.Decisions[dec]++
 		switch kind {
 		case kindLogin, kindStepUp:
