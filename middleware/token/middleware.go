@@ -82,6 +82,24 @@ type mw struct {
 	scopeStr string
 }
 
+// countField counts the field lines of raw (a request head as received)
+// named name, in any case.
+func countField(raw, name []byte) int {
+	n := 0
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if i := bytes.IndexByte(line, ':'); i >= 0 && bytes.EqualFold(bytes.TrimRight(line[:i], " \t"), name) {
+			n++
+		}
+	}
+	return n
+}
+
 func (m *mw) wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		h := &ctx.Request.Header
@@ -91,13 +109,9 @@ func (m *mw) wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			return
 		}
 		// RFC 6750 §2 / RFC 9449 §7.2: exactly one method per request.
-		n := 0
-		for k := range h.All() {
-			if bytes.EqualFold(k, headerAuthorization) {
-				n++
-			}
-		}
-		if n != 1 || ctx.QueryArgs().HasBytes(argAccessToken) || ctx.PostArgs().HasBytes(argAccessToken) {
+		// Counted in the raw head: RequestHeader.All would parse the
+		// cookies, which then go upstream re-serialised, on every request.
+		if countField(h.RawHeaders(), headerAuthorization) != 1 || ctx.QueryArgs().HasBytes(argAccessToken) || ctx.PostArgs().HasBytes(argAccessToken) {
 			m.invalidRequest(ctx, "multiple_credentials", "Send the access token in exactly one way")
 			return
 		}
