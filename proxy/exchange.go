@@ -60,8 +60,8 @@ func newExchange() any {
 	return ex
 }
 
-func (ex *exchange) begin(s *Server, r *route, start time.Time, logOn bool) {
-	ex.srv, ex.route, ex.start, ex.logOn = s, r, start, logOn
+func (ex *exchange) begin(s *Server, start time.Time, logOn bool) {
+	ex.srv, ex.route, ex.start, ex.logOn = s, nil, start, logOn
 	ex.sent, ex.peer, ex.reqID = 0, netip.Addr{}, ex.reqID[:0]
 	ex.upstream, ex.addr = 0, ""
 	ex.body = ex.body[:0]
@@ -77,7 +77,7 @@ func exchangeOf(ctx *fasthttp.RequestCtx) *exchange {
 		return ex
 	}
 	ex := newExchange().(*exchange)
-	ex.begin(nil, nil, time.Now(), false)
+	ex.begin(nil, time.Now(), false)
 	ex.sent, _ = scanFields(ctx.Request.Header.RawHeaders())
 	ex.peer = remoteAddr(ctx)
 	return ex

@@ -281,7 +281,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ex := s.exPool.Get().(*exchange)
-	ex.begin(s, nil, start, !s.opts.DisableAccessLog && s.log.Enabled(ctx, slog.LevelInfo))
+	ex.begin(s, start, !s.opts.DisableAccessLog && s.log.Enabled(ctx, slog.LevelInfo))
 	ex.sent, ex.peer = sent, remoteAddr(ctx)
 	s.setRequestID(ctx, ex, rt.isTrusted(ex.peer))
 
