@@ -56,16 +56,22 @@ func renderNginx(p nginxParams) ([]byte, error) {
 // harness writes. It is marshalled, not templated, so every value is quoted
 // correctly; config_test.go parses the result with the real config package.
 type eaConfig struct {
-	Log            eaLog      `yaml:"log"`
-	Listen         string     `yaml:"listen"`
-	Admin          eaAdmin    `yaml:"admin"`
-	TrustedProxies []string   `yaml:"trusted_proxies,omitempty"`
-	OIDC           *eaOIDC    `yaml:"oidc,omitempty"`
-	Session        *eaSession `yaml:"session,omitempty"`
-	Tokens         *eaTokens  `yaml:"tokens,omitempty"`
-	GeoIP          *eaGeoIP   `yaml:"geoip,omitempty"`
-	Audit          *eaAudit   `yaml:"audit,omitempty"`
-	Routes         []eaRoute  `yaml:"routes"`
+	Log            eaLog       `yaml:"log"`
+	Listen         string      `yaml:"listen"`
+	Admin          eaAdmin     `yaml:"admin"`
+	TrustedProxies []string    `yaml:"trusted_proxies,omitempty"`
+	OIDC           *eaOIDC     `yaml:"oidc,omitempty"`
+	Session        *eaSession  `yaml:"session,omitempty"`
+	Tokens         *eaTokens   `yaml:"tokens,omitempty"`
+	GeoIP          *eaGeoIP    `yaml:"geoip,omitempty"`
+	Audit          *eaAudit    `yaml:"audit,omitempty"`
+	Identity       *eaIdentity `yaml:"identity_headers,omitempty"`
+	Routes         []eaRoute   `yaml:"routes"`
+}
+
+type eaIdentity struct {
+	// Assertion "" turns the signed assertion header off.
+	Assertion *string `yaml:"assertion,omitempty"`
 }
 
 type eaLog struct {

@@ -73,6 +73,19 @@ var scenarios = map[string]scenario{
 		prepare: prepareBearer,
 		ratios:  []ratio{{Target: "edgeauth-bearer", Base: "edgeauth-noauth", Bar: 0.85}},
 	},
+	// A diagnostic: bearer without the signed identity assertion header
+	// (600 bytes more on every upstream request, a cache lookup), to tell
+	// its share of the bearer route's cost.
+	"bearer-noassert": {
+		about: "bearer with identity_headers.assertion off",
+		prepare: func(ctx context.Context, env *scenarioEnv) (eaConfig, []string, func(), error) {
+			cfg, h, c, err := prepareBearer(ctx, env)
+			off := ""
+			cfg.Identity = &eaIdentity{Assertion: &off}
+			return cfg, h, c, err
+		},
+		ratios: []ratio{{Target: "edgeauth-bearer-noassert", Base: "edgeauth-bearer"}},
+	},
 	"session": {
 		about:   "auth: required with a valid session cookie (memory store, session restored from a snapshot the harness writes; dev OIDC provider for discovery)",
 		prepare: prepareSession,
