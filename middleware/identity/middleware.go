@@ -27,37 +27,34 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// maxStripBatch bounds the names collected per pass; more matches take
-// more passes, so the common case (none) needs no allocation at all.
-const maxStripBatch = 8
-
-// Strip removes every request header line m matches. It returns how many
-// deletions it made (each deletes all lines of one name).
+// Strip removes every request header line m matches and returns how many
+// lines matched. The names come from the raw head as received: only a
+// client can have sent identity headers before this step, and iterating
+// the parsed headers (RequestHeader.All) would parse the cookies, which
+// then go upstream re-serialised instead of verbatim, on every request.
 func (m *Matcher) Strip(h *fasthttp.RequestHeader) int {
 	removed := 0
-	for {
-		var del [maxStripBatch][]byte
-		n, more := 0, false
-		// Collect first: modifying headers while iterating is undefined.
-		for k := range h.All() {
-			if !m.Match(k) {
-				continue
-			}
-			if n == len(del) {
-				more = true
-				break
-			}
-			del[n] = k
-			n++
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
 		}
-		for i := range n {
-			h.DelBytes(del[i])
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			continue
 		}
-		removed += n
-		if !more || n == 0 {
-			return removed
+		name := bytes.TrimRight(line[:i], " \t")
+		if m.Match(name) {
+			// Deletes every line of the name; later lines of it find
+			// nothing left.
+			h.DelBytes(name)
+			removed++
 		}
 	}
+	return removed
 }
 
 var groupBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}

@@ -200,14 +200,9 @@ func (m *mw) checkBinding(ctx *fasthttp.RequestCtx, raw []byte, c *Claims, dpop 
 		}
 		return nil
 	}
-	var proof []byte
-	n := 0
-	for k, val := range ctx.Request.Header.All() {
-		if bytes.EqualFold(k, headerDPoP) {
-			n++
-			proof = val
-		}
-	}
+	// Counted in the raw head, as Authorization is (see wrap).
+	n := countField(ctx.Request.Header.RawHeaders(), headerDPoP)
+	proof := ctx.Request.Header.PeekBytes(headerDPoP)
 	if n != 1 {
 		return reject(ReasonDPoPInvalid, "want exactly one DPoP header, got %d", n)
 	}
