@@ -2,6 +2,9 @@ package audit
 
 import (
 	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/edgeauth/edgeauth/proxy/errpage"
@@ -19,6 +22,8 @@ type MiddlewareOptions struct {
 
 var requestIDHeader = []byte(errpage.RequestIDHeader)
 
+type decisionReason struct{ decision, reason string }
+
 // Middleware wraps the rest of the chain: it calls next and then records
 // one event from reqstate, so requests denied or challenged further down
 // are recorded too. Put it before the steps whose decisions it records.
@@ -26,9 +31,27 @@ func Middleware(r *Recorder, o MiddlewareOptions) (func(fasthttp.RequestHandler)
 	if r == nil {
 		return nil, errors.New("audit: nil recorder")
 	}
-	// Most events are a plain allow on this route: that counter is looked
-	// up once here rather than by label values on every request.
-	allowed := r.decisions.WithLabelValues(o.Route, reqstate.DecisionAllow.String(), "")
+	// This route's counters by (decision, reason), looked up by label
+	// values once each rather than on every request (prometheus hashes
+	// and UTF-8-checks the values every time). Decisions and reasons are
+	// fixed code lists, so the map stays small.
+	var counters sync.Map // decisionReason -> prometheus.Counter
+	count := func(ev *Event) {
+		reason := ev.DenyReason
+		if reason == "" && len(ev.Reasons) > 0 {
+			reason = ev.Reasons[0]
+		}
+		if ev.Route != o.Route || ev.Decision == "" {
+			r.count(ev)
+			return
+		}
+		k := decisionReason{ev.Decision, reason}
+		c, ok := counters.Load(k)
+		if !ok {
+			c, _ = counters.LoadOrStore(k, r.decisions.WithLabelValues(o.Route, ev.Decision, reason))
+		}
+		c.(prometheus.Counter).Inc()
+	}
 	return func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		return func(ctx *fasthttp.RequestCtx) {
 			next(ctx)
@@ -67,12 +90,8 @@ func Middleware(r *Recorder, o MiddlewareOptions) (func(fasthttp.RequestHandler)
 			ev.RequestID = st.RequestID
 			// Same source as errpage.RequestID, copied into a reused
 			// buffer instead of a new string per request.
-			e.reqID = append(e.reqID[:0], ctx.Request.Header.PeekBytes(requestIDHeader)...)
-			if ev.Route == o.Route && st.Decision == reqstate.DecisionAllow && ev.DenyReason == "" && len(ev.Reasons) == 0 {
-				allowed.Inc()
-			} else {
-				r.count(ev)
-			}
+			e.reqID = append(e.reqID[:0], ctx.Request.Header.PeekCanonical(requestIDHeader)...)
+			count(ev)
 			r.enqueue(e)
 		}
 	}, nil
