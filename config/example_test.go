@@ -1,12 +1,17 @@
 package config
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 )
 
 // writeSecrets creates the files the example config names through
@@ -135,5 +140,45 @@ func TestExampleConfigMissingSecrets(t *testing.T) {
 	want := []string{"admin.token_file", "oidc.client_secret_file", "session.secrets_file", "redis.password_file", "audit.alerts.secret_file"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("problems (-want +got):\n%s\nerror: %v", diff, err)
+	}
+}
+
+// TestKubernetesExampleConfigLoads: the config embedded in the Kubernetes
+// example's ConfigMap must validate too, with its secret files where the
+// Deployment mounts them (here a temporary directory).
+func TestKubernetesExampleConfigLoads(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../deploy/kubernetes/edgeauth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var embedded string
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatalf("kubernetes example: %v", err)
+		}
+		if doc.Kind == "ConfigMap" {
+			embedded = doc.Data["edgeauth.yaml"]
+		}
+	}
+	if embedded == "" {
+		t.Fatal("kubernetes example: no ConfigMap with edgeauth.yaml")
+	}
+	dir := writeSecrets(t)
+	embedded = strings.ReplaceAll(embedded, "/etc/edgeauth/secrets/", dir+"/")
+	cfg, err := Parse([]byte(embedded), "edgeauth.yaml (deploy/kubernetes)", envMap(nil))
+	if err != nil {
+		t.Fatalf("kubernetes example config does not validate:\n%v", err)
+	}
+	if cfg.Session.Store != "redis" || len(cfg.Routes) != 1 || cfg.Admin.Token.Reveal() == "" {
+		t.Errorf("unexpected config: store %q, %d routes, admin token set %v", cfg.Session.Store, len(cfg.Routes), cfg.Admin.Token.Reveal() != "")
 	}
 }
