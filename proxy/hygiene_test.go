@@ -68,7 +68,11 @@ func TestDeleteFieldsMatchesDel(t *testing.T) {
 				got.Header.Set(kv[0], kv[1])
 			}
 			deleteFieldsPlain(&want.Header)
-			deleteFields(&got.Header, sentFields(t, &got.Header))
+			sent, ok := sentFields(&got.Header)
+			if !ok {
+				t.Fatalf("fixture rejected before hygiene: %q", tt.raw)
+			}
+			deleteFields(&got.Header, sent)
 			if diff := cmp.Diff(want.Header.String(), got.Header.String()); diff != "" {
 				t.Errorf("request after hygiene (-Del per name +one pass):\n%s", diff)
 			}
@@ -140,7 +144,11 @@ func FuzzDeleteFields(f *testing.F) {
 			return
 		}
 		deleteFieldsPlain(&want.Header)
-		deleteFields(&got.Header, sentFields(t, &got.Header))
+		sent, ok := sentFields(&got.Header)
+		if !ok {
+			return // rejected with 400 before hygiene runs
+		}
+		deleteFields(&got.Header, sent)
 		if w, g := want.Header.String(), got.Header.String(); w != g {
 			t.Fatalf("differ for %q:\nDel per name: %q\none pass:     %q", raw, w, g)
 		}
@@ -171,14 +179,12 @@ func TestScanFieldsMask(t *testing.T) {
 	}
 }
 
-// sentFields is what the server records for h before the pipeline runs.
-func sentFields(tb testing.TB, h *fasthttp.RequestHeader) fieldMask {
-	tb.Helper()
+// sentFields is what the server records for h before the pipeline runs;
+// ok is false for a head the server rejects before hygiene (ambiguous
+// framing), which never reaches deleteFields.
+func sentFields(h *fasthttp.RequestHeader) (m fieldMask, ok bool) {
 	m, err := scanFields(h.RawHeaders())
-	if err != nil {
-		tb.Skip("framing the server rejects before hygiene:", err)
-	}
-	return m
+	return m, err == nil
 }
 
 // BenchmarkRequestHygiene compares the one-pass deletion with a Del per
