@@ -24,7 +24,6 @@ type upstream struct {
 	hc        *fasthttp.HostClient
 	downUntil atomic.Int64 // unix nanos; passive health
 	conns     atomic.Uint64
-	clock     *coarseClock // set before the routes serve; nil: real clock
 }
 
 type forwarder struct {
@@ -35,7 +34,7 @@ type forwarder struct {
 	hostLiteral []byte
 	isTLS       bool
 	routes      *Routes // for the trusted-proxy list
-	clock       *coarseClock
+	clock       *coarseClock // set before the routes serve (useClock); nil: real clock
 	metrics     *routeMetrics
 	log         *slog.Logger
 }
@@ -104,7 +103,7 @@ func newForwarder(ro RouteOptions, rt *Routes, rm *routeMetrics, log *slog.Logge
 				if rm != nil {
 					rm.upstreamConns.Inc()
 				}
-				return &idleConn{Conn: c, clock: u.clock, read: readTimeout, write: writeTimeout}, nil
+				return &idleConn{Conn: c, clock: f.clock, read: readTimeout, write: writeTimeout}, nil
 			},
 			MaxConns:            ro.MaxConns,
 			MaxIdleConnDuration: ro.IdleTimeout,

@@ -181,12 +181,8 @@ func (rt *Routes) UpstreamConnsOpened() uint64 {
 // The server calls it before publishing rt, so no request sees the change.
 func (rt *Routes) useClock(c *coarseClock) {
 	for _, r := range rt.routes {
-		if r.fwd.clock == c {
-			return // installed already (Swap of the serving routes)
-		}
-		r.fwd.clock = c
-		for _, u := range r.fwd.ups {
-			u.clock = c
+		if r.fwd.clock != c { // installed already: Swap of the serving routes
+			r.fwd.clock = c
 		}
 	}
 }

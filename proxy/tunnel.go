@@ -226,7 +226,7 @@ func (f *forwarder) upgrade(ctx *fasthttp.RequestCtx, u *upstream, start time.Ti
 	if f.metrics != nil {
 		f.metrics.upstreamConns.Inc()
 	}
-	ic := &idleConn{Conn: raw, clock: u.clock, read: f.opts.ReadTimeout, write: f.opts.WriteTimeout}
+	ic := &idleConn{Conn: raw, clock: f.clock, read: f.opts.ReadTimeout, write: f.opts.WriteTimeout}
 	var up net.Conn = ic
 	if f.isTLS {
 		up = tls.Client(ic, &tls.Config{ServerName: stripPort(u.addr), MinVersion: tls.VersionTLS12})
