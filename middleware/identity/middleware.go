@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/edgeauth/edgeauth/internal/rawhead"
 	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/edgeauth/edgeauth/proxy/errpage"
 	"github.com/valyala/fasthttp"
@@ -28,25 +29,11 @@ type Options struct {
 }
 
 // Strip removes every request header line m matches and returns how many
-// lines matched. The names come from the raw head as received: only a
-// client can have sent identity headers before this step, and iterating
-// the parsed headers (RequestHeader.All) would parse the cookies, which
-// then go upstream re-serialised instead of verbatim, on every request.
+// lines matched. The names come from the raw head as received (package
+// rawhead): only a client can have sent identity headers before this step.
 func (m *Matcher) Strip(h *fasthttp.RequestHeader) int {
 	removed := 0
-	raw := h.RawHeaders()
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		i := bytes.IndexByte(line, ':')
-		if i <= 0 {
-			continue
-		}
-		name := bytes.TrimRight(line[:i], " \t")
+	for name := range rawhead.Names(h.RawHeaders()) {
 		if m.Match(name) {
 			// Deletes every line of the name; later lines of it find
 			// nothing left.

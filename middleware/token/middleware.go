@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/edgeauth/edgeauth/internal/rawhead"
 	"github.com/edgeauth/edgeauth/middleware/reqstate"
 	"github.com/edgeauth/edgeauth/proxy/errpage"
 )
@@ -82,24 +83,6 @@ type mw struct {
 	scopeStr string
 }
 
-// countField counts the field lines of raw (a request head as received)
-// named name, in any case.
-func countField(raw, name []byte) int {
-	n := 0
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if i := bytes.IndexByte(line, ':'); i >= 0 && bytes.EqualFold(bytes.TrimRight(line[:i], " \t"), name) {
-			n++
-		}
-	}
-	return n
-}
-
 func (m *mw) wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		h := &ctx.Request.Header
@@ -109,9 +92,8 @@ func (m *mw) wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			return
 		}
 		// RFC 6750 §2 / RFC 9449 §7.2: exactly one method per request.
-		// Counted in the raw head: RequestHeader.All would parse the
-		// cookies, which then go upstream re-serialised, on every request.
-		if countField(h.RawHeaders(), headerAuthorization) != 1 || ctx.QueryArgs().HasBytes(argAccessToken) || ctx.PostArgs().HasBytes(argAccessToken) {
+		// Counted in the raw head (see package rawhead).
+		if rawhead.Count(h.RawHeaders(), headerAuthorization) != 1 || ctx.QueryArgs().HasBytes(argAccessToken) || ctx.PostArgs().HasBytes(argAccessToken) {
 			m.invalidRequest(ctx, "multiple_credentials", "Send the access token in exactly one way")
 			return
 		}
@@ -201,7 +183,7 @@ func (m *mw) checkBinding(ctx *fasthttp.RequestCtx, raw []byte, c *Claims, dpop 
 		return nil
 	}
 	// Counted in the raw head, as Authorization is (see wrap).
-	n := countField(ctx.Request.Header.RawHeaders(), headerDPoP)
+	n := rawhead.Count(ctx.Request.Header.RawHeaders(), headerDPoP)
 	proof := ctx.Request.Header.PeekBytes(headerDPoP)
 	if n != 1 {
 		return reject(ReasonDPoPInvalid, "want exactly one DPoP header, got %d", n)

@@ -418,25 +418,3 @@ func TestIntrospection(t *testing.T) {
 		t.Errorf("endpoint down: err = %v, want unavailable", err)
 	}
 }
-
-func TestCountField(t *testing.T) {
-	t.Parallel()
-	name := []byte("Authorization")
-	tests := []struct {
-		raw  string
-		want int
-	}{
-		{"", 0},
-		{"Host: a\r\nAccept: */*\r\n\r\n", 0},
-		{"Authorization: Bearer x\r\n\r\n", 1},
-		{"authorization: a\r\nHost: h\r\nAUTHORIZATION : b\r\n\r\n", 2},
-		{"Authorization-X: a\r\nX-Authorization: b\r\n", 0},
-		{"Authorization:", 1},
-		{"no colon line\r\nAuthorization\r\n", 0},
-	}
-	for _, tt := range tests {
-		if got := countField([]byte(tt.raw), name); got != tt.want {
-			t.Errorf("countField(%q) = %d, want %d", tt.raw, got, tt.want)
-		}
-	}
-}
