@@ -151,9 +151,9 @@ type Recorder struct {
 	alertCfg AlertOptions
 	logger   *slog.Logger
 	now      func() time.Time
-	// testClock: now was given; request events use it instead of the
-	// request's time.
-	testClock bool
+	// testNow is Options.Now as given (nil: none); request events use it
+	// instead of the request's time.
+	testNow func() time.Time
 
 	decisions    *prometheus.CounterVec
 	hashes       idHashes // the writer goroutine's only
@@ -181,7 +181,7 @@ var entries = sync.Pool{New: func() any { return new(entry) }}
 
 // New validates o and starts the goroutines.
 func New(o Options) (*Recorder, error) {
-	r := &Recorder{out: o.Writer, logger: o.Logger, now: o.Now, testClock: o.Now != nil, alertCfg: o.Alerts}
+	r := &Recorder{out: o.Writer, logger: o.Logger, now: o.Now, testNow: o.Now, alertCfg: o.Alerts}
 	if r.out == nil {
 		r.out = os.Stdout
 	}

@@ -58,10 +58,7 @@ func Middleware(r *Recorder, o MiddlewareOptions) (func(fasthttp.RequestHandler)
 			st := reqstate.Get(ctx)
 			e := entries.Get().(*entry)
 			ev := &e.ev
-			ev.Time = reqstate.Now(ctx)
-			if r.testClock {
-				ev.Time = r.now()
-			}
+			ev.Time = reqstate.NowOr(ctx, r.testNow)
 			ev.Type = "request"
 			ev.Route = st.Route
 			if ev.Route == "" {

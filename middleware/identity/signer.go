@@ -53,13 +53,14 @@ type Signer struct {
 	ttl    time.Duration
 	reuse  time.Duration // reuse while remaining lifetime > this
 	now    func() time.Time
-	// testClock: Options.Now was given and overrides the request's time.
-	testClock bool
-	jwks      []byte
-	seed      maphash.Seed
-	max       int
-	shards    [16]shard
-	onSign    func() // test hook counting signatures; nil in production
+	// testNow is Options.Now as given (nil: none); it overrides the
+	// request's time.
+	testNow func() time.Time
+	jwks    []byte
+	seed    maphash.Seed
+	max     int
+	shards  [16]shard
+	onSign  func() // test hook counting signatures; nil in production
 }
 
 type shard struct {
@@ -103,7 +104,7 @@ func NewSigner(o SignerOptions) (*Signer, error) {
 	}
 	s := &Signer{
 		key: key, kid: base64.RawURLEncoding.EncodeToString(tp), issuer: o.Issuer,
-		ttl: o.TTL, now: o.Now, testClock: o.Now != nil, seed: maphash.MakeSeed(), max: o.CacheSize,
+		ttl: o.TTL, now: o.Now, testNow: o.Now, seed: maphash.MakeSeed(), max: o.CacheSize,
 	}
 	if s.ttl == 0 {
 		s.ttl = 60 * time.Second
@@ -184,8 +185,8 @@ func (s *Signer) Assertion(route string, p *reqstate.Principal) ([]byte, error) 
 // AssertionAt is Assertion at the given time (the request's, to save a
 // clock read per request); a Signer with a test clock uses that instead.
 func (s *Signer) AssertionAt(route string, p *reqstate.Principal, now time.Time) ([]byte, error) {
-	if s.testClock {
-		now = s.now()
+	if s.testNow != nil {
+		now = s.testNow()
 	}
 	h := s.hash(route, p)
 	sh := &s.shards[h%uint64(len(s.shards))]

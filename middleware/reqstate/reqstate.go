@@ -186,6 +186,14 @@ func Now(ctx *fasthttp.RequestCtx) time.Time {
 	return time.Now()
 }
 
+// NowOr is testNow() when a step was given a test clock, else Now(ctx).
+func NowOr(ctx *fasthttp.RequestCtx, testNow func() time.Time) time.Time {
+	if testNow != nil {
+		return testNow()
+	}
+	return Now(ctx)
+}
+
 // Get returns the request's state, attaching a fresh one on first use.
 func Get(ctx *fasthttp.RequestCtx) *State {
 	if v, ok := ctx.UserValue(key{}).(*State); ok {

@@ -125,10 +125,7 @@ func Middleware(o MiddlewareOptions) (func(fasthttp.RequestHandler) fasthttp.Req
 			}
 			req.SessionFingerprint = st.SessionFingerprint
 			req.AcceptedIP = st.AcceptedIP
-			t := reqstate.Now(ctx)
-			if o.Now != nil {
-				t = o.Now() // a test's clock
-			}
+			t := reqstate.NowOr(ctx, o.Now)
 			var a Assessment
 			svc.Assess(context.Background(), &req, t, &a)
 			st.Location = a.Location

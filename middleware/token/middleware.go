@@ -113,10 +113,7 @@ func (m *mw) wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			return
 		}
 
-		now := reqstate.Now(ctx)
-		if m.now != nil {
-			now = m.now() // a test's clock
-		}
+		now := reqstate.NowOr(ctx, m.now)
 		c, err := m.v.Verify(context.Background(), raw, now)
 		if err == nil {
 			err = m.checkRoute(c)
