@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +35,7 @@ type forwarder struct {
 	hostMode    int
 	hostLiteral []byte
 	isTLS       bool
-	routes      *Routes // for the trusted-proxy list
+	routes      *Routes      // for the trusted-proxy list
 	clock       *coarseClock // set before the routes serve (useClock); nil: real clock
 	metrics     *routeMetrics
 	log         *slog.Logger
@@ -140,7 +142,7 @@ func setDefault(d *time.Duration, v time.Duration) {
 }
 
 func stripPort(h string) string {
-	if i := indexByte([]byte(h), ':'); i >= 0 && (len(h) == 0 || h[0] != '[') {
+	if i := strings.IndexByte(h, ':'); i >= 0 && (len(h) == 0 || h[0] != '[') {
 		return h[:i]
 	}
 	return h
@@ -523,7 +525,7 @@ func isTokenOrQuotable(b []byte) bool {
 // stack buffer escape, one allocation per request.
 func nextToken(b []byte) (tok, rest []byte) {
 	for len(b) > 0 {
-		i := indexByte(b, ',')
+		i := bytes.IndexByte(b, ',')
 		var t []byte
 		if i < 0 {
 			t, b = b, nil

@@ -1,6 +1,9 @@
 package proxy
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // Framing errors. fasthttp already rejects duplicate Content-Length and
 // repeated Transfer-Encoding lines; these cover what it lets through.
@@ -31,7 +34,7 @@ func scanFields(raw []byte) (fieldMask, error) {
 	var cl, te bool
 	var m fieldMask
 	for len(raw) > 0 {
-		end := indexByte(raw, '\n')
+		end := bytes.IndexByte(raw, '\n')
 		line := raw
 		if end >= 0 {
 			line = raw[:end]
@@ -48,7 +51,7 @@ func scanFields(raw []byte) (fieldMask, error) {
 		if line[0] == ' ' || line[0] == '\t' {
 			return 0, ErrObsoleteFolding
 		}
-		colon := indexByte(line, ':')
+		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
 			continue
 		}
@@ -129,14 +132,14 @@ func RawPath(requestURI []byte) []byte {
 	if len(p) > 0 && p[0] != '/' {
 		if i := indexSeq(p, "://"); i >= 0 {
 			p = p[i+3:]
-			if j := indexByte(p, '/'); j >= 0 {
+			if j := bytes.IndexByte(p, '/'); j >= 0 {
 				p = p[j:]
 			} else {
 				return slash
 			}
 		}
 	}
-	if q := indexByte(p, '?'); q >= 0 {
+	if q := bytes.IndexByte(p, '?'); q >= 0 {
 		p = p[:q]
 	}
 	return p

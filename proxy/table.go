@@ -153,7 +153,7 @@ func (t *Table) Match(host, path []byte) int {
 	if hr := t.exact[string(h)]; hr != nil { // map index with string(b) does not allocate
 		return hr.match(path)
 	}
-	if i := indexByte(h, '.'); i > 0 && len(t.wild) > 0 {
+	if i := bytes.IndexByte(h, '.'); i > 0 && len(t.wild) > 0 {
 		if hr := t.wild[string(h[i+1:])]; hr != nil {
 			return hr.match(path)
 		}
@@ -186,12 +186,12 @@ func prefixMatch(path []byte, prefix string) bool {
 // dot. It reports false for hosts that cannot name a route.
 func normalizeHost(dst, host []byte) ([]byte, bool) {
 	if len(host) > 0 && host[0] == '[' { // IPv6 literal
-		end := indexByte(host, ']')
+		end := bytes.IndexByte(host, ']')
 		if end < 0 {
 			return nil, false
 		}
 		host = host[:end+1]
-	} else if i := indexByte(host, ':'); i >= 0 {
+	} else if i := bytes.IndexByte(host, ':'); i >= 0 {
 		host = host[:i]
 	}
 	if n := len(host); n > 0 && host[n-1] == '.' {
@@ -208,7 +208,3 @@ func normalizeHost(dst, host []byte) ([]byte, bool) {
 	}
 	return dst, true
 }
-
-// indexByte is bytes.IndexByte (vectorised: a bearer token makes the
-// request head a kilobyte, scanned on every request).
-func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }

@@ -79,7 +79,7 @@ type mw struct {
 	route    RouteOptions
 	logger   *slog.Logger
 	origin   string
-	now      func() time.Time
+	now      func() time.Time // a test clock; nil: the request's time
 	scopeStr string
 }
 
